@@ -1,0 +1,155 @@
+"""The `casemate` command: a thin face over the library.
+
+Each capability keeps its commands in its own `cli.py`; they are imported only when called, so
+`casemate ls` never pays for importing torch, ONNX Runtime or llama.cpp.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from casemate.errors import CasemateError
+
+# command name -> "module:attribute"; the attribute is a click.Command or click.Group.
+LAZY_COMMANDS: dict[str, str] = {
+    "init": "casemate.catalog.cli:init_cmd",
+    "user": "casemate.security.cli:user_group",
+    "token": "casemate.security.cli:token_group",
+    "audit": "casemate.security.cli:audit_group",
+    "ingest": "casemate.catalog.cli:ingest_cmd",
+    "ls": "casemate.catalog.cli:ls_cmd",
+    "show": "casemate.catalog.cli:show_cmd",
+    "cat": "casemate.catalog.cli:cat_cmd",
+    "lineage": "casemate.catalog.cli:lineage_cmd",
+    "declassify": "casemate.catalog.cli:declassify_cmd",
+    "demo": "casemate.demo:demo_cmd",
+    # assistant (issue 3)
+    "index": "casemate.assistant.cli:index_cmd",
+    "search": "casemate.assistant.cli:search_cmd",
+    "ask": "casemate.assistant.cli:ask_cmd",
+    "eval": "casemate.assistant.cli:eval_group",
+    "serve": "casemate.server.cli:serve_cmd",
+    # imagery (issue 4)
+    "detect": "casemate.imagery.cli:detect_cmd",
+    "imagery": "casemate.imagery.cli:imagery_group",
+    # speech (issue 6)
+    "transcribe": "casemate.speech.cli:transcribe_cmd",
+    # robot pack (issue 5)
+    "pack": "casemate.pack.cli:pack_group",
+}
+
+
+@dataclass
+class CliState:
+    """What every command needs: where the workspace is and who is acting."""
+
+    home: str | None
+    user_name: str
+    _workspace: Any = field(default=None, repr=False)
+
+    def workspace(self) -> Any:
+        """Open the workspace once per command (a missing one is a clear error)."""
+        if self._workspace is None:
+            from casemate.workspace import Workspace
+
+            self._workspace = Workspace.open(self.home)
+        return self._workspace
+
+    def user(self) -> Any:
+        return self.workspace().acting_user(self.user_name)
+
+    def close(self) -> None:
+        if self._workspace is not None:
+            self._workspace.close()
+            self._workspace = None
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS:
+            module_name, attr = LAZY_COMMANDS[cmd_name].split(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name and exc.name.startswith("casemate"):
+                    return None  # capability not built yet
+                raise
+            return getattr(module, attr, None)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Workspace folder (default: $CASEMATE_HOME or ~/.casemate).",
+)
+@click.option(
+    "--as",
+    "as_user",
+    default=None,
+    metavar="NAME",
+    help="Act as this user (default: $CASEMATE_USER or admin).",
+)
+@click.version_option(package_name="casemate")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, as_user: str | None) -> None:
+    """Casemate: labelled catalog, assistant, imagery, speech and robot packs, offline."""
+    state = CliState(home=home, user_name=as_user or os.environ.get("CASEMATE_USER") or "admin")
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def state_of(ctx: click.Context) -> CliState:
+    return ctx.find_root().obj
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: CasemateError becomes one line on stderr and its exit code, never a traceback."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        cli.main(args=argv, prog_name="casemate", standalone_mode=False)
+    except CasemateError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except BrokenPipeError:
+        # `casemate ls | head`: the reader went away; that is not an error.
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    return 0
+
+
+def home_path(home: str | None) -> Path:
+    """The workspace folder named by --home, $CASEMATE_HOME or ~/.casemate."""
+    if home:
+        return Path(home).expanduser()
+    env = os.environ.get("CASEMATE_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".casemate"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
