@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: CasemateError becomes one line on stderr and its exit code, never a traceback."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        cli.main(args=argv, prog_name="casemate", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="casemate", standalone_mode=False)
+        if isinstance(rv, int):
+            return rv  # ctx.exit(code) in non-standalone mode
     except CasemateError as exc:
         click.echo(f"error: {exc.message}", err=True)
         return exc.exit_code
@@ -138,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
+    except Exception as exc:  # a bug or an environment failure: one line, details on request
+        if os.environ.get("CASEMATE_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (set CASEMATE_DEBUG=1 for details)", err=True)
+        return 70
     return 0
 
 

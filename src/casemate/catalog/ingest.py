@@ -1,0 +1,266 @@
+"""Ingest files and folders into the catalog.
+
+Files are read, typed, their text extracted and their blob staged one by one; every `batch_size`
+files the blobs are made durable and the versions and audit entries committed in one transaction.
+A file that fails gets its own error and is left out; the others go on. Re-running the same ingest
+creates nothing new (same path, same content, same label: skipped).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import importlib
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from casemate.catalog.extract import ExtractError, extract, sniff
+from casemate.catalog.service import NewVersion, Version
+from casemate.errors import CasemateError, UsageError
+from casemate.security.labels import Label, format_label, parse_label
+from casemate.security.policy import User, can_read
+
+if TYPE_CHECKING:
+    from casemate.workspace import Workspace
+
+SMALL = 16 * 1024 * 1024
+MAX_DOCUMENT = 512 * 1024 * 1024
+DEFAULT_HOOKS = ["casemate.assistant.hooks:after_ingest", "casemate.speech.hooks:after_ingest"]
+
+
+@dataclass
+class IngestReport:
+    ingested: list[Version] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    hook_errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        return f"ingested {len(self.ingested)}, skipped {len(self.skipped)} (unchanged), failed {len(self.failed)}"
+
+
+def walk(paths: Iterable[str | Path], report: IngestReport) -> Iterator[Path]:
+    """Files under `paths`, following symbolic links once; loops and unreadable entries are reported."""
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def visit(p: Path, chain: tuple[tuple[int, int], ...]) -> Iterator[Path]:
+        try:
+            st = p.stat()
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                report.failed.append((str(p), "symbolic link loop: fix or remove the link"))
+            elif exc.errno == errno.ENOENT:
+                what = "broken symbolic link" if p.is_symlink() else "no such file or folder"
+                report.failed.append((str(p), what))
+            else:
+                report.failed.append((str(p), f"cannot read: {exc.strerror}"))
+            return
+        if stat.S_ISDIR(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if key in chain:
+                report.failed.append((str(p), "symbolic link loop (the folder contains itself): fix the link"))
+                return
+            if key in seen_dirs:
+                return
+            seen_dirs.add(key)
+            try:
+                entries = sorted(os.scandir(p), key=lambda e: e.name)
+            except OSError as exc:
+                report.failed.append((str(p), f"cannot list folder: {exc.strerror}"))
+                return
+            for entry in entries:
+                yield from visit(Path(entry.path), chain + (key,))
+        elif stat.S_ISREG(st.st_mode):
+            yield p
+        else:
+            report.failed.append((str(p), "not a regular file (device, socket or pipe): skipped"))
+
+    for raw in paths:
+        yield from visit(Path(raw), ())
+
+
+def _read_file(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+class Ingester:
+    def __init__(
+        self,
+        ws: Workspace,
+        user: User,
+        label: str | Label,
+        *,
+        batch_size: int = 500,
+        progress: Callable[[int], None] | None = None,
+        run_hooks: bool = True,
+    ) -> None:
+        self.ws = ws
+        self.user = user
+        self.label = parse_label(label)
+        if not can_read(user, self.label):
+            raise UsageError(
+                f"label {format_label(self.label)} is above your clearance: you could not read what you ingest"
+            )
+        self.batch_size = batch_size
+        self.progress = progress
+        self.run_hooks = run_hooks
+        self.catalog = ws.catalog
+
+    def run(self, paths: Sequence[str | Path]) -> IngestReport:
+        report = IngestReport()
+        if not paths:
+            raise UsageError("nothing to ingest: name at least one file or folder")
+        batch: list[Path] = []
+        seen: set[str] = set()
+        for path in walk(paths, report):
+            key = str(path.resolve())
+            if key in seen:
+                continue
+            seen.add(key)
+            batch.append(path)
+            if len(batch) >= self.batch_size:
+                self._batch(batch, report)
+                batch = []
+        if batch:
+            self._batch(batch, report)
+        self._audit_failures(report)
+        self.ws.flush()
+        if self.run_hooks and report.ingested:
+            self._hooks(report)
+        return report
+
+    def _prepare(self, path: Path, key: str, existing: tuple[int, str, int] | None) -> NewVersion | str:
+        """A staged version, or the string "skip" for unchanged content."""
+        st = path.stat()
+        if st.st_size == 0:
+            raise ExtractError("empty file (0 bytes): nothing to ingest")
+        blobs = self.ws.blobs
+        if st.st_size <= SMALL:
+            data = _read_file(path)
+            if not data:
+                raise ExtractError("empty file (0 bytes): nothing to ingest")
+            sha = hashlib.sha256(data).hexdigest()
+            if existing is not None and existing[1] == sha and existing[2] == self._label_id():
+                return "skip"
+            sniffed = sniff(data[:8192], path.name)
+            text, meta = extract(sniffed.fmt, data) if sniffed.kind in ("document", "telemetry") else (None, {})
+            self._check_existing(existing)
+            blob = blobs.stage_bytes(data)
+        else:
+            with open(path, "rb") as fh:
+                head = fh.read(8192)
+            sniffed = sniff(head, path.name)
+            text, meta = None, {}
+            if sniffed.kind in ("document", "telemetry"):
+                if st.st_size > MAX_DOCUMENT:
+                    raise ExtractError(f"document larger than {MAX_DOCUMENT // (1 << 20)} MiB: split it first")
+                data = _read_file(path)
+                text, meta = extract(sniffed.fmt, data)
+                blob = blobs.stage_bytes(data)
+            else:
+                blob = blobs.stage_file(path)
+            if existing is not None and existing[1] == blob.sha256 and existing[2] == self._label_id():
+                return "skip"
+            self._check_existing(existing)
+        meta = {"format": sniffed.fmt, **meta}
+        return NewVersion(
+            blob=blob,
+            name=path.name,
+            kind=sniffed.kind,
+            label=self.label,
+            metadata=meta,
+            text=text,
+            source_path=key,
+            source_key=key,
+            asset_pk=existing[0] if existing else None,
+            action="ingest",
+        )
+
+    _lid: int | None = None
+    _audited_failures = 0
+
+    def _label_id(self) -> int | None:
+        if self._lid is None:
+            self.catalog._load_labels()
+            self._lid = self.catalog._id_by_text.get(format_label(self.label))
+        return self._lid
+
+    def _audit_failures(self, report: IngestReport) -> None:
+        for path, reason in report.failed[self._audited_failures :]:
+            self.ws.audit.record(self.user.name, "ingest.failed", None, {"path": path, "reason": reason})
+        self._audited_failures = len(report.failed)
+
+    def _check_existing(self, existing: tuple[int, str, int] | None) -> None:
+        if existing is None:
+            return
+        old = self.catalog._label(existing[2])
+        if not self.label.dominates(old):
+            raise ExtractError(
+                f"this file is already in the catalog labelled {format_label(old)}; a new version cannot carry "
+                f"the lower label {format_label(self.label)} (an officer can `casemate declassify` it)"
+            )
+
+    def _batch(self, paths: list[Path], report: IngestReport) -> None:
+        keys = [str(p.resolve()) for p in paths]
+        existing = self.catalog.find_by_source(self.user, keys)
+        items: list[NewVersion] = []
+        for path, key in zip(paths, keys, strict=True):
+            try:
+                prepared = self._prepare(path, key, existing.get(key))
+            except CasemateError as exc:
+                report.failed.append((str(path), exc.message))
+            except OSError as exc:
+                reason = "symbolic link loop" if exc.errno == errno.ELOOP else (exc.strerror or str(exc))
+                report.failed.append((str(path), f"cannot read: {reason}"))
+            except MemoryError:
+                report.failed.append((str(path), "too large to read into memory"))
+            else:
+                if prepared == "skip":
+                    report.skipped.append(str(path))
+                else:
+                    items.append(prepared)  # type: ignore[arg-type]
+            if self.progress:
+                self.progress(1)
+        self._audit_failures(report)
+        report.ingested.extend(self.catalog.insert_batch(self.user, items))
+        self._lid = None
+
+    def _hooks(self, report: IngestReport) -> None:
+        names = self.ws.config.get("hooks", {}).get("after_ingest", DEFAULT_HOOKS)
+        for spec in names:
+            module_name, _, attr = spec.partition(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name and module_name.startswith(exc.name):
+                    continue  # capability not installed
+                raise
+            fn = getattr(module, attr, None)
+            if fn is None:
+                continue
+            try:
+                fn(self.ws, self.user, list(report.ingested))
+            except CasemateError as exc:
+                report.hook_errors.append((spec, exc.message))
+
+
+def ingest(
+    ws: Workspace,
+    user: User,
+    paths: Sequence[str | Path],
+    label: str | Label,
+    *,
+    batch_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+    run_hooks: bool = True,
+) -> IngestReport:
+    return Ingester(ws, user, label, batch_size=batch_size, progress=progress, run_hooks=run_hooks).run(paths)

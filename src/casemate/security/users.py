@@ -1,0 +1,194 @@
+"""Users, passwords (argon2id) and API tokens, stored in the workspace database."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import select
+
+from casemate.errors import CasemateError, PermissionDenied, UsageError
+from casemate.security.labels import Label, format_label, parse_label
+from casemate.security.policy import ROLES, User
+from casemate.store import db
+
+if TYPE_CHECKING:
+    from casemate.workspace import Workspace
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+TOKEN_PREFIX = "cm_"
+# A hash to verify against when the user does not exist, so a login for an unknown name costs the
+# same time as one for a known name with a wrong password.
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash("casemate-dummy-password")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _row_to_user(row) -> User:  # type: ignore[no-untyped-def]
+    return User(
+        name=row.name,
+        clearance=parse_label(row.clearance),
+        roles=frozenset(r for r in row.roles.split(",") if r),
+        disabled=bool(row.disabled),
+    )
+
+
+def check_roles(roles: Iterable[str]) -> frozenset[str]:
+    out = set()
+    for role in roles:
+        if role not in ROLES:
+            raise UsageError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+        out.add(role)
+    return frozenset(out)
+
+
+class UserStore:
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+
+    def _require_admin(self, actor: User, action: str) -> None:
+        if not actor.has_role("admin"):
+            self.ws.audit.record(actor.name, "refused", None, {"action": action, "reason": "not admin"})
+            self.ws.flush()
+            raise PermissionDenied(f"only an admin can {action}")
+
+    def get(self, name: str) -> User | None:
+        with self.ws.engine.connect() as conn:
+            row = conn.execute(select(db.users).where(db.users.c.name == name)).first()
+        return _row_to_user(row) if row else None
+
+    def list(self) -> list[User]:
+        with self.ws.engine.connect() as conn:
+            rows = conn.execute(select(db.users).order_by(db.users.c.name)).all()
+        return [_row_to_user(r) for r in rows]
+
+    def add(
+        self,
+        actor: User,
+        name: str,
+        clearance: str | Label,
+        roles: Iterable[str] = ("analyst",),
+        *,
+        _bootstrap: bool = False,
+    ) -> User:
+        if not _bootstrap:
+            self._require_admin(actor, "add users")
+        if not NAME_RE.match(name):
+            raise UsageError(
+                f"bad user name {name!r}: use lower-case letters, digits, '.', '_' or '-', starting with a letter"
+            )
+        label = parse_label(clearance)
+        role_set = check_roles(roles)
+        if self.get(name) is not None:
+            raise UsageError(f"user {name!r} exists already")
+        user = User(name, label, role_set, False)
+        self.ws.audit.record(
+            actor.name, "user.add", name, {"clearance": format_label(label), "roles": sorted(role_set)}
+        )
+        with self.ws.transaction() as conn:
+            conn.execute(
+                db.users.insert().values(
+                    name=name,
+                    clearance=format_label(label),
+                    roles=",".join(sorted(role_set)),
+                    disabled=False,
+                    created_at=_now(),
+                )
+            )
+        return user
+
+    def disable(self, actor: User, name: str) -> None:
+        self._require_admin(actor, "disable users")
+        if self.get(name) is None:
+            raise UsageError(f"no user named {name!r}")
+        if name == actor.name:
+            raise UsageError("you cannot disable yourself")
+        self.ws.audit.record(actor.name, "user.disable", name, {})
+        with self.ws.transaction() as conn:
+            conn.execute(db.users.update().where(db.users.c.name == name).values(disabled=True))
+
+    def set_password(self, actor: User, name: str, password: str) -> None:
+        if actor.name != name:
+            self._require_admin(actor, "set another user's password")
+        if self.get(name) is None:
+            raise UsageError(f"no user named {name!r}")
+        if len(password) < 12:
+            raise UsageError("password too short: use at least 12 characters")
+        digest = _hasher.hash(password)
+        self.ws.audit.record(actor.name, "user.password", name, {})
+        with self.ws.transaction() as conn:
+            conn.execute(db.users.update().where(db.users.c.name == name).values(password_hash=digest))
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        """The user for a correct name and password; None otherwise (same time either way)."""
+        with self.ws.engine.connect() as conn:
+            row = conn.execute(select(db.users).where(db.users.c.name == name)).first()
+        stored = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
+        try:
+            _hasher.verify(stored, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return None
+        if row is None or not row.password_hash or row.disabled:
+            return None
+        return _row_to_user(row)
+
+
+class TokenStore:
+    """API tokens: only their SHA-256 is stored; the token itself is shown once."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+
+    def create(self, actor: User, for_user: str | None = None, label: str = "") -> str:
+        name = for_user or actor.name
+        if name != actor.name and not actor.has_role("admin"):
+            raise PermissionDenied("only an admin can create a token for another user")
+        user = self.ws.users.get(name)
+        if user is None:
+            raise UsageError(f"no user named {name!r}")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        self.ws.audit.record(actor.name, "token.create", name, {"label": label})
+        with self.ws.transaction() as conn:
+            uid = conn.execute(select(db.users.c.id).where(db.users.c.name == name)).scalar_one()
+            conn.execute(
+                db.tokens.insert().values(
+                    user_id=uid,
+                    token_hash=hashlib.sha256(token.encode()).hexdigest(),
+                    label=label,
+                    created_at=_now(),
+                    revoked=False,
+                )
+            )
+        return token
+
+    def authenticate(self, token: str) -> User | None:
+        if not token.startswith(TOKEN_PREFIX):
+            return None
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self.ws.engine.connect() as conn:
+            row = conn.execute(
+                select(db.users)
+                .join(db.tokens, db.tokens.c.user_id == db.users.c.id)
+                .where(db.tokens.c.token_hash == digest, db.tokens.c.revoked.is_(False))
+            ).first()
+        if row is None or row.disabled:
+            return None
+        return _row_to_user(row)
+
+
+def acting_user(ws: Workspace, name: str) -> User:
+    user = ws.users.get(name)
+    if user is None:
+        raise CasemateError(f"no user named {name!r} in this workspace: an admin adds one with `casemate user add`")
+    if user.disabled:
+        raise CasemateError(f"user {name!r} is disabled")
+    return user

@@ -1,0 +1,1 @@
+"""Storage engines: metadata (SQLAlchemy: SQLite or PostgreSQL) and blobs (filesystem)."""

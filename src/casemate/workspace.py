@@ -1,0 +1,218 @@
+"""A workspace: one folder holding the metadata database, the blobs, the audit key and the models.
+
+    home/
+      workspace.json      marker: format, id, created_at
+      config.json         optional settings (database_url, hooks, speech, assistant, ...)
+      catalog.db          SQLite metadata (unless config names a PostgreSQL database_url)
+      blobs/ab/<sha256>   content-addressed blobs
+      keys/audit_ed25519  the key that signs audit checkpoints (0600)
+      models/             model store (assembled or registered models)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import Connection
+
+from casemate.errors import UsageError, WorkspaceError
+from casemate.security.audit import AuditLog
+from casemate.security.labels import Label, Level
+from casemate.security.policy import User
+from casemate.store import db
+from casemate.store.blobs import FileBlobStore
+from casemate.store.migrations import migrate
+
+MARKER = "workspace.json"
+FORMAT = "casemate-workspace"
+
+
+def resolve_home(home: str | Path | None) -> Path:
+    if home:
+        return Path(home).expanduser()
+    env = os.environ.get("CASEMATE_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".casemate"
+
+
+def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class Workspace:
+    def __init__(self, home: Path, info: dict[str, Any], config: dict[str, Any]) -> None:
+        self.home = home
+        self.info = info
+        self.config = config
+        self.models_dir = home / "models"
+        url = config.get("database_url") or str(home / "catalog.db")
+        self.engine = db.make_engine(url)
+        migrate(self.engine)
+        self.blobs = FileBlobStore(home / "blobs")
+        private, public = self._load_keys()
+        self.audit = AuditLog(
+            self.engine, private, public, checkpoint_every=int(config.get("audit_checkpoint_every", 1024))
+        )
+        self._closed = False
+
+    # -- life cycle -------------------------------------------------------------------------
+    @classmethod
+    def init(cls, home: str | Path | None = None) -> Workspace:
+        path = resolve_home(home)
+        if (path / MARKER).exists():
+            raise WorkspaceError(f"a workspace exists already at {path}")
+        if path.exists() and not path.is_dir():
+            raise WorkspaceError(f"{path} is a file, not a folder: choose another --home")
+        if path.exists() and any(path.iterdir()):
+            raise WorkspaceError(f"{path} is not empty and holds no workspace: choose an empty or new folder")
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "keys").mkdir(mode=0o700, exist_ok=True)
+        (path / "models").mkdir(exist_ok=True)
+        key = Ed25519PrivateKey.generate()
+        _write_atomic(
+            path / "keys" / "audit_ed25519",
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+            0o600,
+        )
+        _write_atomic(
+            path / "keys" / "audit_ed25519.pub",
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+        )
+        info = {"format": FORMAT, "version": 1, "id": str(uuid.uuid4()), "created_at": datetime.now(UTC).isoformat()}
+        ws = cls(path, info, {})
+        admin = User("admin", Label(Level.TS), frozenset({"admin"}))
+        ws.users.add(admin, "admin", admin.clearance, ["admin"], _bootstrap=True)
+        ws.audit.record("admin", "workspace.init", info["id"], {})
+        ws.flush()
+        # The marker last: a folder without it is an unfinished init, not a workspace.
+        _write_atomic(path / MARKER, json.dumps(info, indent=2).encode())
+        return ws
+
+    @classmethod
+    def open(cls, home: str | Path | None = None) -> Workspace:
+        path = resolve_home(home)
+        marker = path / MARKER
+        if not path.exists():
+            raise WorkspaceError(f"no workspace at {path}: create one with `casemate init --home {path}`")
+        if not marker.is_file():
+            raise WorkspaceError(
+                f"{path} is not a Casemate workspace (no {MARKER}): use `casemate init` on a new folder"
+            )
+        try:
+            info = json.loads(marker.read_text())
+        except (OSError, ValueError) as exc:
+            raise WorkspaceError(f"{marker} is unreadable ({exc}): this is not a usable workspace") from None
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise WorkspaceError(f"{path} holds a foreign {MARKER}: not a Casemate workspace")
+        if info.get("version") != 1:
+            raise WorkspaceError(f"{path} is a workspace of format version {info.get('version')}: upgrade Casemate")
+        config: dict[str, Any] = {}
+        cfg_path = path / "config.json"
+        if cfg_path.exists():
+            try:
+                config = json.loads(cfg_path.read_text())
+            except ValueError as exc:
+                raise UsageError(f"{cfg_path} is not valid JSON ({exc}): fix or remove it") from None
+            if not isinstance(config, dict):
+                raise UsageError(f"{cfg_path} must hold a JSON object")
+        return cls(path, info, config)
+
+    def save_config(self) -> None:
+        _write_atomic(self.home / "config.json", json.dumps(self.config, indent=2, sort_keys=True).encode())
+
+    def _load_keys(self) -> tuple[Ed25519PrivateKey | None, Ed25519PublicKey]:
+        keys = self.home / "keys"
+        try:
+            pub = serialization.load_pem_public_key((keys / "audit_ed25519.pub").read_bytes())
+        except (OSError, ValueError) as exc:
+            raise WorkspaceError(f"the audit public key in {keys} is missing or damaged ({exc})") from None
+        private: Ed25519PrivateKey | None = None
+        try:
+            loaded = serialization.load_pem_private_key((keys / "audit_ed25519").read_bytes(), password=None)
+            if isinstance(loaded, Ed25519PrivateKey):
+                private = loaded
+        except (OSError, ValueError):
+            private = None  # read-only copy of a workspace: entries are chained but not signed
+        if not isinstance(pub, Ed25519PublicKey):
+            raise WorkspaceError("the audit public key is not an ed25519 key")
+        return private, pub
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            with self.transaction() as conn:
+                self.audit.checkpoint_now(conn)
+        finally:
+            self.blobs.discard()
+            self.engine.dispose()
+
+    # -- transactions ------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One database transaction; queued audit entries are written in it before commit."""
+        try:
+            with db.write_connection(self.engine) as conn, conn.begin():
+                yield conn
+                self.audit.write_pending(conn)
+        except BaseException:
+            # The entries described a change that did not happen.
+            self.audit.discard_pending()
+            raise
+
+    def flush(self) -> None:
+        """Write queued audit entries (reads and refusals) in their own transaction."""
+        if self.audit.pending:
+            with self.transaction():
+                pass
+
+    # -- services ----------------------------------------------------------------------------
+    @cached_property
+    def users(self):  # type: ignore[no-untyped-def]
+        from casemate.security.users import UserStore
+
+        return UserStore(self)
+
+    @cached_property
+    def tokens(self):  # type: ignore[no-untyped-def]
+        from casemate.security.users import TokenStore
+
+        return TokenStore(self)
+
+    @cached_property
+    def catalog(self):  # type: ignore[no-untyped-def]
+        from casemate.catalog.service import Catalog
+
+        return Catalog(self)
+
+    def acting_user(self, name: str) -> User:
+        from casemate.security.users import acting_user
+
+        return acting_user(self, name)
