@@ -337,7 +337,7 @@ class SearchIndex:
         return uniq, np.bincount(inverse, weights=np.concatenate(score_parts)).astype(np.float32)
 
     def _dense(self, ranges: list[tuple[int, int]], q: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if q is None or self.dim == 0:
+        if q is None or self.dim == 0 or not ranges:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         q = np.asarray(q, dtype=np.float32)
         scores = np.concatenate([self.vectors[s:e] @ q for s, e in ranges])

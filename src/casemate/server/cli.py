@@ -1,0 +1,23 @@
+"""`casemate serve`: the assistant over HTTP (loopback by default)."""
+
+from __future__ import annotations
+
+import click
+
+from casemate.cli import state_of
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.pass_context
+def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the chat page, /v1/chat/completions, /v1/models, /api/search and /docs."""
+    import uvicorn
+
+    from casemate.server.app import create_app
+
+    ws = state_of(ctx).workspace()
+    app = create_app(ws)
+    click.echo(f"Casemate assistant on http://{host}:{port}/  (API docs: /docs)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
