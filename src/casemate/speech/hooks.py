@@ -1,0 +1,34 @@
+"""Ingest hook: transcribe new recordings when `speech.transcribe_on_ingest` is set in config.json."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from casemate.errors import CasemateError, UsageError
+from casemate.security import User
+
+
+def after_ingest(ws: Any, user: User, versions: list[Any]) -> None:
+    """Transcribe each ingested audio (or video) version; other kinds are ignored, cheaply.
+
+    One bad recording does not stop the others: failures are audited and reported together.
+    """
+    conf = ws.config.get("speech", {}) if isinstance(ws.config, dict) else {}
+    if not (isinstance(conf, dict) and conf.get("transcribe_on_ingest")):
+        return
+    from casemate.speech.transcribe import is_transcribable, transcribe_source
+
+    todo = [v for v in versions if is_transcribable(v)]
+    failures: list[str] = []
+    for v in todo:
+        try:
+            out = transcribe_source(ws, user, v.id, language=conf.get("language"))
+        except CasemateError as exc:
+            failures.append(f"{v.name} ({v.id}): {exc.message}")
+            ws.audit.record(user.name, "speech.transcribe_failed", v.id, {"error": exc.message})
+            continue
+        if not out.reused:
+            print(f"transcribed {v.name} -> {out.transcript.id}", file=sys.stderr)
+    if failures:
+        raise UsageError("transcription failed for " + "; ".join(failures))
