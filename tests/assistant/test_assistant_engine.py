@@ -1,0 +1,43 @@
+"""llama.cpp's own listener (opened by xllamacpp) is loopback-only and refuses unauthenticated calls."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from casemate.assistant.engine import EngineError, OpenAIEngine, XLlamaEngine, default_gguf_path
+from casemate.errors import ModelMissing
+
+
+@pytest.fixture(scope="module")
+def engine() -> XLlamaEngine:
+    return XLlamaEngine(default_gguf_path())
+
+
+def test_listener_is_loopback_and_needs_the_key(engine: XLlamaEngine) -> None:
+    addr = engine.listening_address
+    assert urlparse(addr).hostname == "127.0.0.1"
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    assert httpx.post(addr + "/v1/chat/completions", json=body).status_code == 401
+    assert httpx.post(addr + "/v1/chat/completions", json=body,
+                      headers={"Authorization": "Bearer guessed"}).status_code == 401
+    assert httpx.get(addr + "/v1/models").status_code == 401
+    assert httpx.get(addr + "/slots").status_code in (401, 404, 501)
+
+
+def test_openai_engine_against_an_authenticated_upstream(engine: XLlamaEngine) -> None:
+    """The upstream implementation, tested against a real OpenAI-compatible server (llama.cpp's)."""
+    msgs = [{"role": "user", "content": "Say hello."}]
+    good = OpenAIEngine(engine.listening_address + "/v1", "smollm2", engine._api_key)
+    assert "".join(good.stream_chat(msgs, max_tokens=8)).strip()
+    with pytest.raises(EngineError, match="401"):
+        "".join(OpenAIEngine(engine.listening_address + "/v1", "smollm2", "wrong").stream_chat(msgs, max_tokens=4))
+
+
+def test_streams_and_missing_model_is_clear(engine: XLlamaEngine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pieces = list(engine.stream_chat([{"role": "user", "content": "Count to five."}], max_tokens=12))
+    assert len(pieces) > 1
+    with pytest.raises(ModelMissing, match="copy the .gguf"):
+        XLlamaEngine(tmp_path / "absent.gguf")
