@@ -1,0 +1,56 @@
+"""The chat page in headless Chromium (Debian's chromium + chromedriver; never a downloaded browser)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from typing import Any
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser() -> Any:
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    if not shutil.which("chromium") or not shutil.which("chromedriver"):
+        pytest.skip("chromium/chromium-driver absent: run `bash scripts/system-packages.sh`")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="casemate-chromium-")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(options=opts, service=Service(executable_path=DRIVER))
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_chat_page_logs_in_streams_and_shows_label_and_citations(live_server: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(live_server["url"] + "/")
+    browser.find_element(By.ID, "username").send_keys("dora")
+    browser.find_element(By.ID, "password").send_keys("pw-dora-correct-horse")
+    browser.find_element(By.ID, "login-button").click()
+    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "chat").is_displayed())
+    browser.find_element(By.ID, "question").send_keys("Le ravitaillement en carburant au dépôt nord ?")
+    browser.find_element(By.ID, "send").click()
+    WebDriverWait(browser, 60).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state")
+                                     == "done")
+    label = browser.find_element(By.ID, "label").text
+    assert "Diffusion Restreinte" in label and "DR" in label
+    cites = browser.find_elements(By.CSS_SELECTOR, "#citations li.citation")
+    assert cites and any(c.get_attribute("data-version") == live_server["ids"]["logistique"] for c in cites)
+    assert browser.find_element(By.ID, "answer").text.strip()
+    page = browser.page_source
+    for token in ("CANARYS7781", "CANARYALPHA4242", "CANARYTS9001"):
+        assert token not in page
+    # no remote image can have been rendered
+    assert not browser.find_elements(By.CSS_SELECTOR, "#answer img, #citations img")
