@@ -41,8 +41,17 @@ def init_cmd(ctx: click.Context) -> None:
 @click.option("--label", "-l", required=True, help="Classification label, e.g. DR, S//ALPHA, 'Très Secret'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-hooks", is_flag=True, help="Do not run after-ingest hooks (indexing, transcription).")
+@click.option(
+    "--batch-size",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Files committed per transaction (smaller: less work redone after a crash).",
+)
 @click.pass_context
-def ingest_cmd(ctx: click.Context, paths: tuple[str, ...], label: str, as_json: bool, no_hooks: bool) -> None:
+def ingest_cmd(
+    ctx: click.Context, paths: tuple[str, ...], label: str, as_json: bool, no_hooks: bool, batch_size: int
+) -> None:
     """Ingest files and folders (recursively) with a classification label."""
     from casemate.catalog.ingest import Ingester, walk
     from casemate.security.labels import parse_label
@@ -63,10 +72,15 @@ def ingest_cmd(ctx: click.Context, paths: tuple[str, ...], label: str, as_json: 
         ) as bar:
             task = bar.add_task("ingest", total=total)
             report = Ingester(
-                ws, user, label, progress=lambda n: bar.advance(task, n), run_hooks=not no_hooks
+                ws,
+                user,
+                label,
+                batch_size=batch_size,
+                progress=lambda n: bar.advance(task, n),
+                run_hooks=not no_hooks,
             ).run(paths)
     else:
-        report = Ingester(ws, user, label, run_hooks=not no_hooks).run(paths)
+        report = Ingester(ws, user, label, batch_size=batch_size, run_hooks=not no_hooks).run(paths)
     if as_json:
         echo_json(
             {

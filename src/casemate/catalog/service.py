@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, select, union_all
+from sqlalchemy import Connection, Row, bindparam, select, union_all
 
 from casemate.errors import NotFound, PermissionDenied, UsageError
 from casemate.security.labels import BOTTOM, Label, format_label, lub, parse_label
@@ -171,19 +171,29 @@ class Catalog:
             parents=parents,
         )
 
+    # Statements built once: the hot read paths only bind values.
+    _q_parents = (
+        select(db.versions.c.id, db.versions.c.public_id, db.versions.c.label_id)
+        .join(db.lineage, db.lineage.c.parent_id == db.versions.c.id)
+        .where(db.lineage.c.child_id == bindparam("pk"))
+        .order_by(db.versions.c.id)
+    )
+    _q_by_public = (
+        select(*_cols)
+        .join(db.assets, db.assets.c.id == db.versions.c.asset_id)
+        .where(db.versions.c.public_id == bindparam("pid"))
+    )
+    _q_by_pk = (
+        select(*_cols).join(db.assets, db.assets.c.id == db.versions.c.asset_id).where(db.versions.c.id == bindparam("pk"))
+    )
+
     def _parents_of(self, conn: Connection, pk: int) -> list[tuple[int, str, int]]:
-        rows = conn.execute(
-            select(db.versions.c.id, db.versions.c.public_id, db.versions.c.label_id)
-            .join(db.lineage, db.lineage.c.parent_id == db.versions.c.id)
-            .where(db.lineage.c.child_id == pk)
-            .order_by(db.versions.c.id)
-        ).all()
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [(r[0], r[1], r[2]) for r in conn.execute(self._q_parents, {"pk": pk})]
 
     def _visible_row(self, conn: Connection, user: User, version_id: str) -> Row | None:
         if not isinstance(version_id, str) or not version_id:
             return None
-        row = conn.execute(self._select().where(db.versions.c.public_id == version_id)).first()
+        row = conn.execute(self._q_by_public, {"pid": version_id}).first()
         if row is None:
             # An asset id names its newest version the user may read.
             asset = conn.execute(select(db.assets.c.id).where(db.assets.c.public_id == version_id)).first()
@@ -340,7 +350,7 @@ class Catalog:
                     for pk, _pid, lid in self._parents_of(conn, r.id):
                         if pk in seen or not can_read(user, self._label(lid)):
                             continue
-                        prow = conn.execute(self._select().where(db.versions.c.id == pk)).first()
+                        prow = conn.execute(self._q_by_pk, {"pk": pk}).first()
                         if prow is not None:
                             out["parents"].append(node(prow, depth + 1))
                 return out
