@@ -193,22 +193,21 @@ def main() -> None:
         }
         print(f"RTF {name}: {audio_s:.1f} s audio in {med:.2f} s -> {audio_s / med:.2f}x real time")
 
-    # Word error rate, Casemate settings (language auto-detected) and faster-whisper defaults.
+    # Word error rate: Casemate (language detected, or given; beam 5 or 1) and faster-whisper defaults.
     for key, (path, sentences, lang) in files.items():
         ref = " ".join(sentences)
-        _, ours = run_casemate(path, model, threads=1, beam=5, language=None)
-        _, theirs = run_fw_default(path, model, None)
-        a, b = word_errors(ref, ours, lang), word_errors(ref, theirs, lang)
-        report["wer"][key] = {
-            "audio_s": round(duration(path), 1),
-            "reference_words": a.reference_words,
-            "casemate": round(a.wer, 3),
-            "faster_whisper_defaults": round(b.wer, 3),
-            "casemate_text": ours,
+        runs = {
+            "casemate": run_casemate(path, model, threads=1, beam=5, language=None)[1],
+            "casemate_language_given": run_casemate(path, model, threads=1, beam=5, language=lang)[1],
+            "casemate_beam1": run_casemate(path, model, threads=1, beam=1, language=None)[1],
+            "faster_whisper_defaults": run_fw_default(path, model, None)[1],
         }
-        print(
-            f"WER {key}: casemate {a.wer:.1%}, faster-whisper defaults {b.wer:.1%} ({a.reference_words} words)"
-        )
+        row: dict[str, Any] = {"audio_s": round(duration(path), 1), "reference_words": len(ref.split())}
+        for name, text in runs.items():
+            row[name] = round(word_errors(ref, text, lang).wer, 3)
+        row["casemate_text"] = runs["casemate"]
+        report["wer"][key] = row
+        print(f"WER {key}: " + ", ".join(f"{n} {row[n]:.1%}" for n in runs))
     if args.json:
         args.json.write_text(json.dumps(report, ensure_ascii=False, indent=2))
 

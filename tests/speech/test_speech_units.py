@@ -144,3 +144,32 @@ def test_video_without_sound(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no such file"):
         probe(tmp_path / "nope.wav")
+
+
+@pytest.mark.parametrize("suffix", [".mp3", ".ogg", ".flac", ".mp4"])
+def test_formats_decode_to_the_same_length(tmp_path: Path, en_wav: Path, suffix: str) -> None:
+    need_tools("ffmpeg")
+    out = tmp_path / f"en{suffix}"
+    if suffix == ".mp4":  # the audio track of a video
+        cmd = [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=32x32:rate=5",
+            "-i",
+            str(en_wav),
+            "-shortest",
+            "-c:v",
+            "mpeg4",
+            "-c:a",
+            "aac",
+        ]
+    else:
+        cmd = ["-i", str(en_wav)]
+    subprocess.run(["ffmpeg", "-loglevel", "error", *cmd, str(out)], check=True)
+    info = probe(out)
+    assert info.has_video == (suffix == ".mp4")
+    stats = DecodeStats()
+    decoded = sum(b.shape[0] for b in iter_pcm(out, stats)) / SAMPLE_RATE
+    assert decoded == pytest.approx(probe(en_wav).declared_duration, abs=0.15)
+    assert stats.skipped_packets == 0
