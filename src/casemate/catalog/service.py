@@ -452,13 +452,13 @@ class Catalog:
         )
         return self.insert_batch(user, [nv])[0]
 
-    def insert_batch(self, user: User, items: list[NewVersion]) -> list[Version]:
+    def insert_batch(self, user: User, items: list[NewVersion], pool: Any = None) -> list[Version]:
         """Make staged blobs durable, then insert every version, its lineage, text and audit entry
         in one transaction. All or nothing."""
         if not items:
             return []
         try:
-            self.ws.blobs.commit()
+            self.ws.blobs.commit(pool)
         except BaseException:
             self.ws.blobs.discard()
             raise

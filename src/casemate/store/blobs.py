@@ -14,7 +14,9 @@ import ctypes.util
 import hashlib
 import os
 import shutil
+import threading
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -34,13 +36,13 @@ class BlobStore(ABC):
     """The interface a deployment swaps (filesystem here; S3 or another object store elsewhere)."""
 
     @abstractmethod
-    def stage_bytes(self, data: bytes) -> StagedBlob: ...
+    def stage_bytes(self, data: bytes, sha256: str | None = None) -> StagedBlob: ...
 
     @abstractmethod
     def stage_file(self, path: Path, max_bytes: int | None = None) -> StagedBlob: ...
 
     @abstractmethod
-    def commit(self) -> None:
+    def commit(self, pool: ThreadPoolExecutor | None = None) -> None:
         """Make every blob staged since the last commit durable under its hash."""
 
     @abstractmethod
@@ -85,6 +87,7 @@ class FileBlobStore(BlobStore):
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._pending: dict[str, Path] = {}  # sha -> staged temp file
         self._counter = 0
+        self._lock = threading.Lock()  # staging runs in a thread pool during ingest
         self._known_dirs: set[str] = set()
         self._clean_tmp()
 
@@ -103,21 +106,32 @@ class FileBlobStore(BlobStore):
         return sha256 in self._pending or self.path(sha256).exists()
 
     def _tmp_name(self) -> Path:
-        self._counter += 1
-        return self.tmp / f"{os.getpid()}-{self._counter}.part"
+        with self._lock:
+            self._counter += 1
+            return self.tmp / f"{os.getpid()}-{threading.get_ident()}-{self._counter}.part"
 
-    def stage_bytes(self, data: bytes) -> StagedBlob:
-        sha = hashlib.sha256(data).hexdigest()
-        if sha not in self._pending and not self.path(sha).exists():
+    def _register(self, sha: str, tmp: Path) -> None:
+        with self._lock:
+            if sha in self._pending or os.path.exists(f"{self.root}/{sha[:2]}/{sha}"):
+                tmp.unlink(missing_ok=True)
+            else:
+                self._pending[sha] = tmp
+
+    def stage_bytes(self, data: bytes, sha256: str | None = None) -> StagedBlob:
+        sha = sha256 or hashlib.sha256(data).hexdigest()
+        if sha not in self._pending and not os.path.exists(f"{self.root}/{sha[:2]}/{sha}"):
             tmp = self._tmp_name()
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             try:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
-            finally:
+            except BaseException:
                 os.close(fd)
-            self._pending[sha] = tmp
+                tmp.unlink(missing_ok=True)
+                raise
+            os.close(fd)
+            self._register(sha, tmp)
         return StagedBlob(sha, len(data))
 
     def stage_file(self, path: Path, max_bytes: int | None = None) -> StagedBlob:
@@ -136,10 +150,7 @@ class FileBlobStore(BlobStore):
             tmp.unlink(missing_ok=True)
             raise
         sha = digest.hexdigest()
-        if sha in self._pending or self.path(sha).exists():
-            tmp.unlink()
-        else:
-            self._pending[sha] = tmp
+        self._register(sha, tmp)
         return StagedBlob(sha, size)
 
     def _sync(self, fds_from: list[Path]) -> None:
@@ -157,21 +168,26 @@ class FileBlobStore(BlobStore):
             finally:
                 os.close(fd)
 
-    def commit(self) -> None:
-        if not self._pending:
+    def commit(self, pool: ThreadPoolExecutor | None = None) -> None:
+        with self._lock:
+            pending = self._pending
+            self._pending = {}
+        if not pending:
             return
-        pending = self._pending
-        self._pending = {}
         self._sync(list(pending.values()))  # the data, before it gets its final name
         dirs: set[Path] = set()
-        for sha, tmp in pending.items():
-            final = self.path(sha)
+        for sha in pending:
             prefix = sha[:2]
             if prefix not in self._known_dirs:
-                final.parent.mkdir(exist_ok=True)
+                (self.root / prefix).mkdir(exist_ok=True)
                 self._known_dirs.add(prefix)
-            os.replace(tmp, final)
-            dirs.add(final.parent)
+            dirs.add(self.root / prefix)
+        moves = [(tmp, f"{self.root}/{sha[:2]}/{sha}") for sha, tmp in pending.items()]
+        if pool is not None and len(moves) > 8:
+            list(pool.map(lambda m: os.replace(*m), moves))
+        else:
+            for tmp, final in moves:
+                os.replace(tmp, final)
         # Then the renames themselves (the directory entries).
         if _SYNCFS is not None:
             self._sync([])
@@ -184,9 +200,10 @@ class FileBlobStore(BlobStore):
                     os.close(fd)
 
     def discard(self) -> None:
-        for tmp in self._pending.values():
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for tmp in pending.values():
             tmp.unlink(missing_ok=True)
-        self._pending = {}
 
     def verify(self, sha256: str) -> bool:
         p = self.path(sha256)
