@@ -51,6 +51,8 @@ class EngineSettings:
     cpu_threads: int = 1
     beam_size: int = 5
     word_timestamps: bool = True
+    # Auto-detection chooses among these (the languages a deployment expects); empty: any of Whisper's.
+    languages: tuple[str, ...] = ("fr", "en")
 
 
 class Transcriber(Protocol):
@@ -85,9 +87,25 @@ class FasterWhisperTranscriber:
             raise ModelMissing(f"cannot load the Whisper model in {model_dir}: {exc}") from exc
         self._lock = threading.Lock()  # one CTranslate2 model, one decode at a time
 
+    def _detect(self, speech: np.ndarray) -> tuple[str | None, float]:
+        """The most likely of the expected languages on the first 30 s of speech, and its probability
+        among them (unrestricted detection mistakes robotic or noisy French for other languages)."""
+        allowed = self.settings.languages
+        if not allowed:
+            return None, 0.0
+        _, _, probs = self._model.detect_language(audio=speech, language_detection_threshold=0.0)
+        table = {lang: p for lang, p in probs if lang in allowed}
+        if not table:
+            return None, 0.0
+        best = max(table, key=lambda k: table[k])
+        total = sum(table.values())
+        return best, (table[best] / total if total > 0 else 0.0)
+
     def transcribe(self, speech: np.ndarray, *, language: str | None) -> EngineResult:
         s = self.settings
         with self._lock:
+            detected, probability = (None, 0.0) if language else self._detect(speech)
+            language = language or detected
             segments, info = self._model.transcribe(
                 speech,
                 language=language,
@@ -109,4 +127,4 @@ class FasterWhisperTranscriber:
                 )
                 for seg in segments  # a generator: decoding happens here
             ]
-        return EngineResult(out, info.language, float(info.language_probability))
+        return EngineResult(out, info.language, probability if detected else float(info.language_probability))

@@ -206,6 +206,7 @@ def settings_from_config(conf: dict[str, Any]) -> EngineSettings:
             compute_type=str(conf.get("compute_type", "int8")),
             cpu_threads=int(conf.get("cpu_threads", 1)),
             beam_size=int(conf.get("beam_size", 5)),
+            languages=tuple(str(x) for x in conf.get("detect_languages", ("fr", "en"))),
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(f'bad "speech" settings in config.json: {exc}') from None
