@@ -1,0 +1,364 @@
+"""Consensus-Based Bundle Algorithm (Choi, Brunet & How, 2009), vectorised over agents and tasks.
+
+Each agent builds a bundle greedily (marginal gain of inserting a task into its path; score
+value * exp(-discount * arrival time)), then agents exchange their winning-bid tables over whatever
+links the comms model delivers and apply the CBBA decision table (update / reset / leave) with
+timestamps. Bids are warped to be non-increasing along a bundle (Johnson et al., 2012) so that
+consensus converges even though time-discounted path scores are not strictly diminishing. An agent
+that has not been heard of for `timeout` rounds is presumed lost and its tasks are released, which
+is what re-allocates work after a failure. Tasks known done are never bid on again; "done" spreads
+with every message, so after a partition heals nobody executes a task the other side finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NONE = -1
+
+
+@dataclass(frozen=True)
+class CBBAConfig:
+    bundle_size: int = 4
+    discount: float = 0.01  # 1/s: a task reached t seconds later is worth exp(-discount*t) of its value
+    timeout: int = 25  # rounds without news of a winner before its tasks are released
+
+
+def score_matrix(agent_pos: np.ndarray, speed: np.ndarray, task_pos: np.ndarray, value: np.ndarray,
+                 discount: float) -> np.ndarray:
+    """Single-task scores (N,M): value * exp(-discount * travel time)."""
+    d = np.linalg.norm(agent_pos[:, None, :] - task_pos[None, :, :], axis=2)
+    return value[None, :] * np.exp(-discount * d / speed[:, None])
+
+
+def path_score(start: np.ndarray, speed: float, path_pos: np.ndarray, value: np.ndarray, discount: float) -> float:
+    """Score of one agent's path (K,2) of tasks with values (K,)."""
+    if len(path_pos) == 0:
+        return 0.0
+    pts = np.vstack([start[None, :], path_pos])
+    t = np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1)) / speed
+    return float((value * np.exp(-discount * t)).sum())
+
+
+class CBBA:
+    """State of every agent's view: winning bids Y (N,M), winners Z (N,M), timestamps S (N,N)."""
+
+    def __init__(self, n_agents: int, cfg: CBBAConfig | None = None) -> None:
+        self.cfg = cfg or CBBAConfig()
+        n = n_agents
+        self.n = n
+        L = self.cfg.bundle_size
+        self.task_pos = np.zeros((0, 2))
+        self.task_value = np.zeros(0)
+        self.compat = np.zeros((n, 0), dtype=bool)
+        self.Y = np.zeros((n, 0))
+        self.Z = np.zeros((n, 0), dtype=np.int64)
+        self.S = np.zeros((n, n))
+        self.known = np.zeros((n, 0), dtype=bool)  # which tasks each agent has heard of
+        self.done = np.zeros((n, 0), dtype=bool)
+        self.bundle = np.full((n, L), NONE, dtype=np.int64)
+        self.path = np.full((n, L), NONE, dtype=np.int64)
+        self.blen = np.zeros(n, dtype=np.int64)
+        self.round = 0
+
+    @property
+    def m(self) -> int:
+        return len(self.task_value)
+
+    def add_tasks(self, pos: np.ndarray, value: np.ndarray, compat: np.ndarray, known_by: np.ndarray | None = None) -> np.ndarray:
+        """Append tasks; `known_by` (N,) says which agents learn of them now (others hear via messages)."""
+        k = len(value)
+        first = self.m
+        self.task_pos = np.vstack([self.task_pos, np.asarray(pos, dtype=np.float64).reshape(k, 2)])
+        self.task_value = np.concatenate([self.task_value, np.asarray(value, dtype=np.float64)])
+        self.compat = np.hstack([self.compat, np.asarray(compat, dtype=bool).reshape(self.n, k)])
+        self.Y = np.hstack([self.Y, np.zeros((self.n, k))])
+        self.Z = np.hstack([self.Z, np.full((self.n, k), NONE, dtype=np.int64)])
+        kb = np.ones(self.n, dtype=bool) if known_by is None else np.asarray(known_by, dtype=bool)
+        self.known = np.hstack([self.known, np.repeat(kb[:, None], k, axis=1)])
+        self.done = np.hstack([self.done, np.zeros((self.n, k), dtype=bool)])
+        return np.arange(first, first + k)
+
+    def _task_distances(self) -> np.ndarray:
+        cache = getattr(self, "_dtt", None)
+        if cache is None or len(cache) != self.m:
+            tp = self.task_pos
+            cache = np.sqrt(((tp[:, None, :] - tp[None, :, :]) ** 2).sum(-1))
+            self._dtt = cache
+        return cache
+
+    # ---------------------------------------------------------------- bundle phase
+    def build(self, agent_pos: np.ndarray, speed: np.ndarray, alive: np.ndarray) -> None:
+        """Each alive agent adds tasks to its bundle while it can outbid the current winner."""
+        L = self.cfg.bundle_size
+        lam = self.cfg.discount
+        t = float(self.round)
+        self.S[np.arange(self.n), np.arange(self.n)] = np.where(alive, t, self.S[np.arange(self.n), np.arange(self.n)])
+        if self.m == 0:
+            return
+        dtt = self._task_distances()
+        d_at = np.sqrt(((agent_pos[:, None, :] - self.task_pos[None, :, :]) ** 2).sum(-1))
+        for _ in range(L):
+            act = np.flatnonzero(alive & (self.blen < L))
+            if len(act) == 0:
+                return
+            A = len(act)
+            path = self.path[act]
+            valid = path >= 0
+            ppos = np.where(valid[:, :, None], self.task_pos[np.maximum(path, 0)], np.nan)
+            pts = np.concatenate([agent_pos[act][:, None, :], ppos], axis=1)  # (A,L+1,2): prev for q
+            seg = np.linalg.norm(np.diff(pts, axis=1), axis=2) / speed[act][:, None]  # (A,L)
+            seg = np.where(valid, seg, 0.0)
+            arr = np.cumsum(seg, axis=1)  # arrival time at path[q]
+            contrib = np.where(valid, self.task_value[np.maximum(path, 0)] * np.exp(-lam * arr), 0.0)
+            suffix = np.concatenate([np.cumsum(contrib[:, ::-1], axis=1)[:, ::-1], np.zeros((A, 1))], axis=1)  # (A,L+1)
+            t_prev = np.concatenate([np.zeros((A, 1)), arr], axis=1)  # (A,L+1) time at prev of slot q
+            prev = np.where(np.isnan(pts), 0.0, pts)  # (A,L+1,2)
+            nxt = np.concatenate([ppos, np.full((A, 1, 2), np.nan)], axis=1)  # (A,L+1,2)
+            has_next = ~np.isnan(nxt[:, :, 0])
+            nxt0 = np.where(np.isnan(nxt), 0.0, nxt)
+            # only slots up to the longest bundle matter; distances to every task come from caches
+            Q = int(self.blen[act].max()) + 1
+            ptask = np.concatenate([np.full((A, 1), -1), path], axis=1)[:, :Q]  # predecessor task or -1
+            d_pj = dtt[np.maximum(ptask, 0)]  # (A,Q,M)
+            d_pj[:, 0, :] = d_at[act]
+            ntask = np.concatenate([path, np.full((A, 1), -1)], axis=1)[:, :Q]
+            d_jn = dtt[np.maximum(ntask, 0)]
+            d_pn = np.linalg.norm(nxt0 - prev, axis=2)[:, :Q]
+            has_next, t_prev, suffix = has_next[:, :Q], t_prev[:, :Q], suffix[:, :Q]
+            sp = speed[act][:, None, None]
+            gain = self.task_value[None, None, :] * np.exp(-lam * (t_prev[:, :, None] + d_pj / sp))
+            delay = np.where(has_next[:, :, None], (d_pj + d_jn - d_pn[:, :, None]) / sp, 0.0)
+            gain = gain + (np.exp(-lam * delay) - 1.0) * suffix[:, :, None]
+            slot_ok = np.arange(Q)[None, :] <= self.blen[act][:, None]
+            gain = np.where(slot_ok[:, :, None], gain, -np.inf)
+            q_best = np.argmax(gain, axis=1)  # (A,M)
+            c = np.take_along_axis(gain, q_best[:, None, :], axis=1)[:, 0, :]
+            # bid warping: never bid more than the previous bid in my bundle
+            last = np.where(self.blen[act] > 0,
+                            self.Y[act, np.maximum(self.bundle[act, np.maximum(self.blen[act] - 1, 0)], 0)], np.inf)
+            c = np.minimum(c, last[:, None])
+            mine = np.zeros((A, self.m), dtype=bool)
+            bp = self.bundle[act]
+            r, col = np.nonzero(bp >= 0)
+            mine[r, bp[r, col]] = True
+            Yi, Zi = self.Y[act], self.Z[act]
+            beats = (c > Yi) | ((c == Yi) & (Zi > act[:, None])) | (Zi == NONE)
+            ok = self.compat[act] & self.known[act] & ~self.done[act] & ~mine & (c > 0) & beats
+            cc = np.where(ok, c, -np.inf)
+            j = np.argmax(cc, axis=1)
+            has = np.isfinite(cc[np.arange(A), j])
+            if not has.any():
+                return
+            ag, j = act[has], j[has]
+            q = q_best[has, j]
+            bid = c[has, j]
+            self.Y[ag, j] = bid
+            self.Z[ag, j] = ag
+            self.bundle[ag, self.blen[ag]] = j
+            old = self.path[ag]
+            cols = np.arange(L)[None, :]
+            shifted = np.concatenate([np.full((len(ag), 1), NONE), old[:, :-1]], axis=1)
+            self.path[ag] = np.where(cols < q[:, None], old, np.where(cols == q[:, None], j[:, None], shifted))
+            self.blen[ag] += 1
+
+    # ---------------------------------------------------------------- consensus phase
+    def snapshot(self) -> tuple[np.ndarray, ...]:
+        return self.Y.copy(), self.Z.copy(), self.S.copy(), self.done.copy(), self.known.copy()
+
+    def consensus(self, src: np.ndarray, dst: np.ndarray, snap: tuple[np.ndarray, ...] | None = None) -> None:
+        """Receivers dst apply messages from src (snapshot = the senders' state when they sent).
+
+        A receiver handles its messages one after another (the c-th message of every receiver forms
+        one vectorised batch). Only (message, task) entries where sender and receiver disagreed at the
+        start of the round are evaluated: an entry skipped that way is at worst news one round late.
+        """
+        Ys, Zs, Ss, Ds, Ks = snap if snap is not None else self.snapshot()
+        t = float(self.round)
+        if len(src) == 0:
+            self._release()
+            return
+        order = np.lexsort((src, dst))
+        src, dst = src[order], dst[order]
+        start = np.r_[0, np.flatnonzero(np.diff(dst)) + 1]
+        rank = np.arange(len(dst)) - np.repeat(start, np.diff(np.r_[start, len(dst)]))
+        recv = dst[start]
+        if self.m:
+            if Ds.any():
+                self.done[recv] |= np.logical_or.reduceat(Ds[src], start, axis=0)
+            if not Ks.all():
+                self.known[recv] |= np.logical_or.reduceat(Ks[src], start, axis=0)
+            # bids identify entries: equal bids with different winners would need an exact float tie
+            e, j = np.nonzero(Ys[src] != self.Y[dst])
+        else:
+            e = j = np.zeros(0, dtype=np.int64)
+        b = rank[e]
+        ordb = np.argsort(b, kind="stable")
+        e, j, b = e[ordb], j[ordb], b[ordb]
+        bounds = np.searchsorted(b, np.arange(int(rank.max()) + 2))
+        tmask = np.zeros((self.n, self.m), dtype=bool)  # entries changed by an earlier message this round
+        trow = np.zeros(self.n, dtype=bool)
+        by_rank = np.argsort(rank, kind="stable")
+        rank_bounds = np.searchsorted(rank[by_rank], np.arange(int(rank.max()) + 2))
+        for r in range(int(rank.max()) + 1):
+            lo, hi = bounds[r], bounds[r + 1]
+            ee, jj = e[lo:hi], j[lo:hi]
+            sel_e = by_rank[rank_bounds[r]:rank_bounds[r + 1]]
+            hot = sel_e[trow[dst[sel_e]]]
+            if len(hot):
+                e2, j2 = np.nonzero(tmask[dst[hot]])
+                if len(e2):
+                    # a repeated (message, task) entry computes the same result twice: harmless
+                    ee, jj = np.r_[ee, hot[e2]], np.r_[jj, j2]
+            if len(ee):
+                ti, tj = self._merge(src[ee], dst[ee], jj, Ys, Zs, Ss)
+                if len(ti):
+                    tmask[ti, tj] = True
+                    trow[ti] = True
+            k, i = src[sel_e], dst[sel_e]
+            self.S[i] = np.maximum(self.S[i], Ss[k])
+            self.S[i, k] = t
+        self._release()
+
+    def _merge(self, kk: np.ndarray, ii: np.ndarray, j: np.ndarray, Ys: np.ndarray, Zs: np.ndarray,
+               Ss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The CBBA decision table for entries (sender kk, receiver ii, task j), receivers unique per task."""
+        yk, zk = Ys[kk, j], Zs[kk, j]
+        yi, zi = self.Y[ii, j], self.Z[ii, j]
+        zk0, zi0 = np.maximum(zk, 0), np.maximum(zi, 0)
+        sk_m, si_m = Ss[kk, zk0], self.S[ii, zk0]  # news about the sender's winner m
+        sk_n, si_n = Ss[kk, zi0], self.S[ii, zi0]  # news about the receiver's winner n
+        newer_m, newer_n = sk_m > si_m, sk_n > si_n
+        beats = (yk > yi) | ((yk == yi) & (zk < zi))
+        A, B, D = zk == kk, zk == ii, zk == NONE
+        C = ~A & ~B & ~D
+        a, b, d = zi == ii, zi == kk, zi == NONE
+        c = ~a & ~b & ~d
+        same = zi == zk
+        # ">=" where the paper has ">": with synchronous rounds, news relayed along equally long paths
+        # carries equal timestamps, and strict tests then leave stale winners in place forever.
+        ge_m = sk_m >= si_m
+        upd = (A & a & beats) | (A & b) | (A & c & (newer_n | beats)) | (A & d)
+        upd |= (C & a & ge_m & beats) | (C & b & ge_m) | (C & c & same & newer_m)
+        upd |= C & c & ~same & ((newer_m & newer_n) | (ge_m & beats))
+        upd |= (C & d & ge_m) | (D & b) | (D & c & newer_n)
+        rst = (B & b) | (B & c & newer_n) | (C & b & ~ge_m) | (C & c & ~same & newer_n & (si_m >= sk_m))
+        rst &= ~upd
+        self.Y[ii[upd], j[upd]] = yk[upd]
+        self.Z[ii[upd], j[upd]] = zk[upd]
+        self.Y[ii[rst], j[rst]] = 0.0
+        self.Z[ii[rst], j[rst]] = NONE
+        ch = upd | rst
+        return ii[ch], j[ch]
+
+    def _release(self) -> None:
+        """Drop every bundle entry after the first task an agent was outbid on (CBBA's release rule)."""
+        L = self.cfg.bundle_size
+        rows = np.arange(self.n)
+        stale = (self.Z >= 0) & (self.Z != rows[:, None])
+        if stale.any():
+            lost = self.S[rows[:, None], np.maximum(self.Z, 0)] < self.round - self.cfg.timeout
+            drop = stale & lost
+            self.Z[drop] = NONE
+            self.Y[drop] = 0.0
+        b = self.bundle
+        bv = b >= 0
+        owned = np.zeros_like(bv)
+        owned[bv] = (self.Z[np.nonzero(bv)[0], b[bv]] == np.nonzero(bv)[0]) & ~self.done[np.nonzero(bv)[0], b[bv]]
+        bad = bv & ~owned
+        if not bad.any():
+            return
+        first = np.where(bad.any(axis=1), np.argmax(bad, axis=1), L)
+        after = (np.arange(L)[None, :] > first[:, None]) & bv
+        r, col = np.nonzero(after)
+        tj = b[r, col]
+        still = self.Z[r, tj] == r
+        self.Z[r[still], tj[still]] = NONE
+        self.Y[r[still], tj[still]] = 0.0
+        cut = (np.arange(L)[None, :] >= first[:, None]) & bv
+        keep_tasks = np.where(cut, NONE, b)
+        self.bundle = keep_tasks
+        self.blen = (keep_tasks >= 0).sum(axis=1)
+        self._rebuild_path()
+
+    def _rebuild_path(self) -> None:
+        """Drop from each path the tasks no longer in the bundle, keeping the order of the rest."""
+        L = self.cfg.bundle_size
+        inb = np.zeros((self.n, self.m + 1), dtype=bool)
+        r, col = np.nonzero(self.bundle >= 0)
+        inb[r, self.bundle[r, col]] = True
+        p = self.path
+        keep = (p >= 0) & inb[np.arange(self.n)[:, None], np.where(p >= 0, p, self.m)]
+        order = np.argsort(~keep, axis=1, kind="stable")
+        newp = np.take_along_axis(np.where(keep, p, NONE), order, axis=1)
+        self.path = newp[:, :L]
+
+    def complete(self, agent: int, task: int) -> None:
+        """Agent executed task: it is done (the news spreads with the agent's messages)."""
+        self.done[agent, task] = True
+        keep = self.bundle[agent] != task
+        b = self.bundle[agent][keep]
+        self.bundle[agent] = np.r_[b, np.full(self.cfg.bundle_size - len(b), NONE)]
+        self.blen[agent] = (self.bundle[agent] >= 0).sum()
+        self._rebuild_path()
+
+    def step_round(self, agent_pos: np.ndarray, speed: np.ndarray, alive: np.ndarray, src: np.ndarray, dst: np.ndarray,
+                   snap: tuple[np.ndarray, ...] | None = None) -> bool:
+        """One synchronous round: build bundles, then consensus on the delivered messages.
+
+        Returns whether any agent's winner table or bundle changed (quiet + agreed = converged).
+        """
+        before = (self.Z.copy(), self.bundle.copy())
+        self.round += 1
+        self.build(agent_pos, speed, alive)
+        if snap is None:
+            snap = self.snapshot()
+        live = alive[src] & alive[dst]
+        self.consensus(src[live], dst[live], snap)
+        return not (np.array_equal(before[0], self.Z) and np.array_equal(before[1], self.bundle))
+
+    def run(self, agent_pos: np.ndarray, speed: np.ndarray, alive: np.ndarray,
+            links: object, max_rounds: int = 500) -> int:
+        """Rounds until agreed and quiet; `links(round) -> (src, dst)` gives each round's delivered messages."""
+        quiet = 0
+        for k in range(1, max_rounds + 1):
+            src, dst = links(k)  # type: ignore[operator]
+            changed = self.step_round(agent_pos, speed, alive, src, dst)
+            quiet = 0 if changed else quiet + 1
+            if quiet >= 2 and self.agreed(alive):
+                return k
+        return max_rounds
+
+    # ---------------------------------------------------------------- observers
+    def assignment(self) -> dict[int, list[int]]:
+        """Each agent's path (task ids in execution order)."""
+        return {i: [int(j) for j in self.path[i] if j >= 0] for i in range(self.n)}
+
+    def conflicts(self, alive: np.ndarray | None = None) -> int:
+        """Tasks that sit in more than one alive agent's bundle."""
+        b = self.bundle if alive is None else self.bundle[alive]
+        t = b[b >= 0]
+        if len(t) == 0:
+            return 0
+        counts = np.bincount(t, minlength=self.m)
+        return int((counts > 1).sum())
+
+    def agreed(self, alive: np.ndarray) -> bool:
+        """All alive agents hold the same winner table and every bundle matches it."""
+        idx = np.flatnonzero(alive)
+        if len(idx) == 0 or self.m == 0:
+            return True
+        Z = self.Z[idx]
+        if not (Z == Z[0]).all():
+            return False
+        r, col = np.nonzero(self.bundle[idx] >= 0)
+        return bool((Z[0][self.bundle[idx][r, col]] == idx[r]).all())
+
+    def total_score(self, agent_pos: np.ndarray, speed: np.ndarray) -> float:
+        tot = 0.0
+        for i in range(self.n):
+            p = [j for j in self.path[i] if j >= 0]
+            tot += path_score(agent_pos[i], float(speed[i]), self.task_pos[p], self.task_value[p], self.cfg.discount)
+        return tot
