@@ -1,0 +1,176 @@
+"""End to end: raster -> overlapping tiles -> batched ONNX inference -> seam merge -> DRI grades.
+
+Memory is bounded by (tile size x batch x workers) plus the detections: windows are read one
+batch at a time under a bounded GDAL cache, and never more than 2 batches per worker are in flight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from casemate.imagery.dri import DriPolicy, Hierarchy, grade
+from casemate.imagery.geometry import obb_corners, polygons
+from casemate.imagery.merge import nms_oriented
+from casemate.imagery.raster import Georef, RasterSource
+from casemate.imagery.runtime import Detector, RawBoxes
+from casemate.imagery.tiling import Tile, make_tiles
+
+
+@dataclass
+class Detection:
+    label: str  # what is claimed: "tanker", "truck, type unknown", "vehicle, class unknown"
+    class_path: list[dict]  # [{"level", "name", "score"}] down to dri_level
+    dri_level: str
+    johnson_ceiling: str
+    score: float
+    pixels_on_target: float  # smaller side, px
+    gsd_m: float | None
+    length_m: float | None
+    width_m: float | None
+    heading_deg: float | None  # clockwise from grid north (or from image up without georef)
+    centre_px: tuple[float, float]
+    corners_px: list[tuple[float, float]]
+    centre_crs: tuple[float, float] | None = None
+    centre_lonlat: tuple[float, float] | None = None
+    model_digest: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DetectionResult:
+    source: str
+    width: int
+    height: int
+    georef: Georef
+    coordinates: str  # "crs" or "pixel"
+    detections: list[Detection]
+    model: dict
+    stats: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    raw: RawBoxes | None = field(default=None, repr=False)  # merged, ungraded (for evaluation)
+
+
+def _concat(parts: list[RawBoxes], n_classes: int) -> RawBoxes:
+    if not parts:
+        return RawBoxes.empty(n_classes)
+    return RawBoxes(*[np.concatenate([getattr(p, f) for p in parts])
+                      for f in ("cx", "cy", "length", "width", "axis", "heading", "score", "leaf")],
+                    leaf_scores=np.concatenate([p.leaf_scores for p in parts]))
+
+
+def _own(raw: RawBoxes, tile: Tile) -> RawBoxes:
+    """Shift to raster pixels and keep what the tile's core owns."""
+    gx, gy = raw.cx + tile.col, raw.cy + tile.row
+    x0, y0, x1, y1 = tile.core
+    keep = (gx >= x0) & (gx < x1) & (gy >= y0) & (gy < y1)
+    return RawBoxes(gx[keep], gy[keep], raw.length[keep], raw.width[keep], raw.axis[keep],
+                    raw.heading[keep], raw.score[keep], raw.leaf[keep], raw.leaf_scores[keep])
+
+
+def detect_raster(path: str | Path, detector: Detector, *, tile: int | None = None, overlap: int = 128,
+                  batch: int = 4, workers: int = 2, gsd: float | None = None,
+                  progress: Callable[[int, int], None] | None = None,
+                  policy: DriPolicy | None = None) -> DetectionResult:
+    """Detect on one raster. `progress(done_tiles, total_tiles)` is called as batches finish."""
+    tile = int(tile or detector.input_size)
+    policy = policy or DriPolicy.from_manifest(detector.manifest)
+    hierarchy = Hierarchy.from_classes(detector.classes)
+    with RasterSource(path, gsd_override=gsd) as src:
+        tiles = make_tiles(src.width, src.height, tile, overlap)
+        src.stretch()  # once, before the threads
+        batches = [tiles[i:i + batch] for i in range(0, len(tiles), batch)]
+        # One reader at a time (a GDAL dataset handle is not thread-safe); inference in parallel.
+        import threading
+
+        lock = threading.Lock()
+
+        def run(group: list[Tile]) -> list[RawBoxes]:
+            with lock:
+                arr = np.stack([src.read_window(t.col, t.row, t.size, t.size) for t in group])
+            return [_own(r, t) for r, t in zip(detector.detect(arr), group, strict=True)]
+
+        parts: list[RawBoxes] = []
+        done = 0
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            pending: deque = deque()
+            it = iter(batches)
+            for group in it:
+                pending.append((len(group), pool.submit(run, group)))
+                if len(pending) >= 2 * max(1, workers):
+                    n, fut = pending.popleft()
+                    parts.extend(fut.result())
+                    done += n
+                    if progress:
+                        progress(done, len(tiles))
+            while pending:
+                n, fut = pending.popleft()
+                parts.extend(fut.result())
+                done += n
+                if progress:
+                    progress(done, len(tiles))
+        raw = _concat(parts, len(detector.classes))
+        n_raw = len(raw.score)
+        corners = obb_corners(raw.cx, raw.cy, raw.length, raw.width, raw.axis)
+        keep = nms_oriented(polygons(corners), raw.score)
+        georef = src.georef
+        to_wgs = src.to_wgs84()
+        dets: list[Detection] = []
+        below = 0
+        for i in keep:
+            pot = float(raw.width[i])
+            g = grade(hierarchy, policy, list(raw.leaf_scores[i]), int(raw.leaf[i]), pot)
+            if g.dri_level is None:
+                below += 1
+                continue
+            cx, cy = float(raw.cx[i]), float(raw.cy[i])
+            heading = None
+            if not math.isnan(raw.heading[i]):
+                hx, hy = math.cos(raw.heading[i]), math.sin(raw.heading[i])
+                if georef.crs_wkt:
+                    a, b, _, d, e, _ = georef.transform
+                    mx, my = a * hx + b * hy, d * hx + e * hy
+                else:
+                    mx, my = hx, -hy
+                heading = round(math.degrees(math.atan2(mx, my)) % 360, 1)
+            det = Detection(
+                label=g.label, class_path=g.class_path, dri_level=g.dri_level, johnson_ceiling=g.ceiling or "",
+                score=round(float(raw.score[i]), 4), pixels_on_target=round(pot, 2), gsd_m=georef.gsd_m,
+                length_m=round(float(raw.length[i]) * georef.gsd_m, 2) if georef.gsd_m else None,
+                width_m=round(pot * georef.gsd_m, 2) if georef.gsd_m else None, heading_deg=heading,
+                centre_px=(round(cx, 2), round(cy, 2)),
+                corners_px=[(float(x), float(y)) for x, y in corners[i]], model_digest=detector.digest,
+            )
+            if georef.crs_wkt:
+                X, Y = src.pixel_to_crs(np.array([cx]), np.array([cy]))
+                det.centre_crs = (float(X[0]), float(Y[0]))
+                lon, lat = to_wgs.transform(X, Y)
+                det.centre_lonlat = (round(float(lon[0]), 8), round(float(lat[0]), 8))
+            dets.append(det)
+        notes = []
+        if not georef.crs_wkt:
+            notes.append("raster has no georeferencing: coordinates are image pixels (x right, y down), "
+                         "headings are clockwise from image up" + ("" if gsd else ", sizes in metres unknown "
+                                                                  "(give --gsd)"))
+        tg = detector.manifest.get("training_gsd_m")
+        if tg and georef.gsd_m and not (0.5 * tg[0] <= georef.gsd_m <= 2 * tg[1]):
+            notes.append(f"GSD {georef.gsd_m:.2f} m is far from the model's training range {tg} m: "
+                         "expect poor detection")
+        return DetectionResult(
+            source=str(path), width=src.width, height=src.height, georef=georef,
+            coordinates="crs" if georef.crs_wkt else "pixel", detections=dets,
+            model={"name": detector.name, "digest": detector.digest, "classes": detector.classes},
+            stats={"tiles": len(tiles), "tile": tile, "overlap": overlap, "raw_detections": n_raw,
+                   "merged": len(keep), "below_detection_ceiling": below, "reported": len(dets)},
+            notes=notes,
+            raw=RawBoxes(*[getattr(raw, f)[keep] for f in ("cx", "cy", "length", "width", "axis", "heading",
+                                                            "score", "leaf", "leaf_scores")]),
+        )
