@@ -285,22 +285,37 @@ class Catalog:
         return versions
 
     def _page(self, conn: Connection, allowed: list[int], kind: str | None, limit: int, before_pk: int | None):  # type: ignore[no-untyped-def]
-        def base(where_label):  # type: ignore[no-untyped-def]
-            q = self._select().where(where_label)
-            if kind is not None:
-                q = q.where(db.versions.c.kind == kind)
-            if before_pk is not None:
-                q = q.where(db.versions.c.id < before_pk)
-            return q.order_by(db.versions.c.id.desc()).limit(limit)
+        """The newest `limit` readable versions: ids first, from covering indexes, then their rows."""
+        v = db.versions.c
 
-        if len(allowed) == 1 or len(allowed) > UNION_LIMIT:
-            cond = db.versions.c.label_id == allowed[0] if len(allowed) == 1 else db.versions.c.label_id.in_(allowed)
-            return conn.execute(base(cond)).all()
-        # One index range scan per readable label, each stopping after `limit` rows: the cost does not
-        # depend on how many versions the user may not read.
-        subs = [base(db.versions.c.label_id == lid).subquery().select() for lid in allowed]
-        u = union_all(*subs).subquery()
-        return conn.execute(select(u).order_by(u.c.id.desc()).limit(limit)).all()
+        def ids(where_label):  # type: ignore[no-untyped-def]
+            q = select(v.id)
+            if where_label is not None:
+                q = q.where(where_label)
+            if kind is not None:
+                q = q.where(v.kind == kind)
+            if before_pk is not None:
+                q = q.where(v.id < before_pk)
+            return q.order_by(v.id.desc()).limit(limit)
+
+        self._load_labels(conn)
+        if len(allowed) == len(self._label_by_id):
+            q = ids(None)  # the user reads every label in use: no filter to apply
+        elif len(allowed) == 1:
+            q = ids(v.label_id == allowed[0])
+        elif len(allowed) > UNION_LIMIT:
+            q = ids(v.label_id.in_(allowed))
+        else:
+            # One index range scan per readable label, each stopping after `limit` ids: the cost
+            # does not depend on how many versions the user may not read.
+            u = union_all(*[ids(v.label_id == lid).subquery().select() for lid in allowed]).subquery()
+            q = select(u.c.id).order_by(u.c.id.desc()).limit(limit)
+        page_ids = [r[0] for r in conn.execute(q)]
+        if not page_ids:
+            return []
+        rows = conn.execute(self._select().where(v.id.in_(page_ids))).all()
+        rows.sort(key=lambda r: r.id, reverse=True)
+        return rows
 
     def iter_versions(self, user: User, *, kind: str | None = None, batch: int = 500) -> Iterator[Version]:
         """Every version `user` may read, oldest first (for indexers)."""

@@ -26,7 +26,15 @@ TOKEN_PREFIX = "cm_"
 # A hash to verify against when the user does not exist, so a login for an unknown name costs the
 # same time as one for a known name with a wrong password.
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("casemate-dummy-password")
+_dummy_hash: str | None = None
+
+
+def _dummy() -> str:
+    # Made on first use: an argon2 hash costs a large fraction of a second, too much for every start.
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash("casemate-dummy-password")
+    return _dummy_hash
 
 
 def _now() -> str:
@@ -132,7 +140,7 @@ class UserStore:
         """The user for a correct name and password; None otherwise (same time either way)."""
         with self.ws.engine.connect() as conn:
             row = conn.execute(select(db.users).where(db.users.c.name == name)).first()
-        stored = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
+        stored = row.password_hash if row is not None and row.password_hash else _dummy()
         try:
             _hasher.verify(stored, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
