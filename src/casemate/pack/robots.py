@@ -13,7 +13,7 @@ from casemate.pack.world import DOMAINS
 class RobotType:
     """One kind of robot. Speeds in m/s, acceleration m/s^2, turn rate rad/s, endurance s, ranges m.
 
-    `ifov` is the sensor's angular resolution (rad per pixel): what it can tell apart at a range
+    `ifov` is the sensor's effective angular resolution (rad per pixel, blur and haze included): what it can tell apart at a range
     (detect/recognise/identify) follows from pixels on target, like the imagery pipeline's DRI grading.
     """
 
@@ -34,10 +34,10 @@ class RobotType:
 BUILTIN_TYPES: dict[str, RobotType] = {
     t.name: t
     for t in (
-        RobotType("quadcopter", "air", 15.0, 6.0, 3.0, 1800.0, 60.0, 0.0005, 0.9, 800.0, 0.5, 50.0),
-        RobotType("fixed_wing", "air", 25.0, 3.0, 0.5, 7200.0, 120.0, 0.0004, 0.85, 2000.0, 1.5, 120.0),
-        RobotType("ugv", "ground", 8.0, 2.0, 1.0, 14400.0, 40.0, 0.001, 0.8, 600.0, 1.0, 0.0),
-        RobotType("usv", "surface", 10.0, 1.5, 0.6, 28800.0, 80.0, 0.0008, 0.85, 1500.0, 2.0, 0.0),
+        RobotType("quadcopter", "air", 15.0, 6.0, 3.0, 1800.0, 60.0, 0.017, 0.9, 800.0, 0.5, 50.0),
+        RobotType("fixed_wing", "air", 25.0, 3.0, 0.5, 7200.0, 120.0, 0.0087, 0.85, 2000.0, 1.5, 120.0),
+        RobotType("ugv", "ground", 8.0, 2.0, 1.0, 14400.0, 40.0, 0.026, 0.8, 600.0, 1.0, 0.0),
+        RobotType("usv", "surface", 10.0, 1.5, 0.6, 28800.0, 80.0, 0.013, 0.85, 1500.0, 2.0, 0.0),
     )
 }
 

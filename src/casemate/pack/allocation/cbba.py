@@ -24,6 +24,7 @@ class CBBAConfig:
     bundle_size: int = 4
     discount: float = 0.01  # 1/s: a task reached t seconds later is worth exp(-discount*t) of its value
     timeout: int = 25  # rounds without news of a winner before its tasks are released
+    commit: int = 4  # rounds a task must stay in a bundle before its agent acts on it (lets conflicts settle)
 
 
 def score_matrix(agent_pos: np.ndarray, speed: np.ndarray, task_pos: np.ndarray, value: np.ndarray,
@@ -55,6 +56,7 @@ class CBBA:
         self.compat = np.zeros((n, 0), dtype=bool)
         self.Y = np.zeros((n, 0))
         self.Z = np.zeros((n, 0), dtype=np.int64)
+        self.claimed_at = np.zeros((n, 0), dtype=np.int64)  # round each agent last added each task
         self.S = np.zeros((n, n))
         self.known = np.zeros((n, 0), dtype=bool)  # which tasks each agent has heard of
         self.done = np.zeros((n, 0), dtype=bool)
@@ -76,6 +78,7 @@ class CBBA:
         self.compat = np.hstack([self.compat, np.asarray(compat, dtype=bool).reshape(self.n, k)])
         self.Y = np.hstack([self.Y, np.zeros((self.n, k))])
         self.Z = np.hstack([self.Z, np.full((self.n, k), NONE, dtype=np.int64)])
+        self.claimed_at = np.hstack([self.claimed_at, np.zeros((self.n, k), dtype=np.int64)])
         kb = np.ones(self.n, dtype=bool) if known_by is None else np.asarray(known_by, dtype=bool)
         self.known = np.hstack([self.known, np.repeat(kb[:, None], k, axis=1)])
         self.done = np.hstack([self.done, np.zeros((self.n, k), dtype=bool)])
@@ -157,6 +160,7 @@ class CBBA:
             bid = c[has, j]
             self.Y[ag, j] = bid
             self.Z[ag, j] = ag
+            self.claimed_at[ag, j] = self.round
             self.bundle[ag, self.blen[ag]] = j
             old = self.path[ag]
             cols = np.arange(L)[None, :]
@@ -176,6 +180,12 @@ class CBBA:
         start of the round are evaluated: an entry skipped that way is at worst news one round late.
         """
         Ys, Zs, Ss, Ds, Ks = snap if snap is not None else self.snapshot()
+        if Ys.shape[1] < self.m:  # sent before newer tasks were added: the sender knew nothing of them
+            pad = self.m - Ys.shape[1]
+            Ys = np.pad(Ys, ((0, 0), (0, pad)))
+            Zs = np.pad(Zs, ((0, 0), (0, pad)), constant_values=NONE)
+            Ds = np.pad(Ds, ((0, 0), (0, pad)))
+            Ks = np.pad(Ks, ((0, 0), (0, pad)))
         t = float(self.round)
         if len(src) == 0:
             self._release()
@@ -294,6 +304,14 @@ class CBBA:
         order = np.argsort(~keep, axis=1, kind="stable")
         newp = np.take_along_axis(np.where(keep, p, NONE), order, axis=1)
         self.path = newp[:, :L]
+
+    def committed(self) -> np.ndarray:
+        """(N,) the task each agent may act on now (head of its path, held `commit` rounds), or -1."""
+        head = self.path[:, 0]
+        ok = head >= 0
+        rows = np.flatnonzero(ok)
+        ok[rows] = self.round - self.claimed_at[rows, head[rows]] >= self.cfg.commit
+        return np.where(ok, head, NONE)
 
     def complete(self, agent: int, task: int) -> None:
         """Agent executed task: it is done (the news spreads with the agent's messages)."""

@@ -1,0 +1,80 @@
+"""Radio: range-limited links, Bernoulli or Gilbert-Elliott (bursty) loss, latency in exchange rounds.
+
+Robots exchange messages only through this model. Each exchange every alive robot broadcasts its
+state; a directed link i->j exists when both are within the smaller of their radio ranges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+
+@dataclass(frozen=True)
+class CommsConfig:
+    model: str = "bernoulli"  # or "gilbert_elliott"
+    loss: float = 0.0  # Bernoulli loss probability
+    p_good_to_bad: float = 0.05  # Gilbert-Elliott transition probabilities per exchange
+    p_bad_to_good: float = 0.3
+    loss_good: float = 0.01
+    loss_bad: float = 0.8
+    latency: float = 0.0  # s
+    period: float = 1.0  # s between broadcasts
+
+
+class Comms:
+    def __init__(self, cfg: CommsConfig, rng: np.random.Generator) -> None:
+        self.cfg = cfg
+        self.rng = rng
+        self.sent = 0
+        self.lost = 0
+        # Gilbert-Elliott channel state per directed link, kept as sorted keys src*n+dst
+        self._keys = np.zeros(0, dtype=np.int64)
+        self._bad = np.zeros(0, dtype=bool)
+
+    def links(self, pos3: np.ndarray, radio: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Directed links (src, dst) between alive robots within radio range, sorted."""
+        idx = np.flatnonzero(alive)
+        if len(idx) < 2:
+            e = np.zeros(0, dtype=np.int64)
+            return e, e
+        tree = cKDTree(pos3[idx])
+        pairs = tree.query_pairs(float(radio[idx].max()), output_type="ndarray")
+        if len(pairs) == 0:
+            e = np.zeros(0, dtype=np.int64)
+            return e, e
+        a, b = idx[pairs[:, 0]], idx[pairs[:, 1]]
+        d = np.linalg.norm(pos3[a] - pos3[b], axis=1)
+        ok = d <= np.minimum(radio[a], radio[b])
+        a, b = a[ok], b[ok]
+        src, dst = np.r_[a, b], np.r_[b, a]
+        order = np.lexsort((dst, src))
+        return src[order], dst[order]
+
+    def transmit(self, src: np.ndarray, dst: np.ndarray, n: int, cut: np.ndarray | None = None) -> np.ndarray:
+        """Which of these messages arrive; counts sent and lost (a cut link loses everything)."""
+        m = len(src)
+        self.sent += m
+        if m == 0:
+            return np.zeros(0, dtype=bool)
+        cfg = self.cfg
+        if cfg.model == "gilbert_elliott":
+            keys = src.astype(np.int64) * n + dst
+            pos = np.searchsorted(self._keys, keys)
+            pos_c = np.minimum(pos, max(len(self._keys) - 1, 0))
+            known = (len(self._keys) > 0) & (self._keys[pos_c] == keys) if len(self._keys) else np.zeros(m, dtype=bool)
+            bad = np.where(known, self._bad[pos_c] if len(self._bad) else False, False)
+            u = self.rng.random(m)
+            bad = np.where(bad, u >= cfg.p_bad_to_good, u < cfg.p_good_to_bad)
+            p_loss = np.where(bad, cfg.loss_bad, cfg.loss_good)
+            order = np.argsort(keys)
+            self._keys, self._bad = keys[order], bad[order]
+        else:
+            p_loss = np.full(m, cfg.loss)
+        ok = self.rng.random(m) >= p_loss
+        if cut is not None:
+            ok &= ~cut
+        self.lost += int(m - ok.sum())
+        return ok

@@ -1,0 +1,504 @@
+"""The step loop: failures, comms + CBBA, planning, avoidance, dynamics, sensing, metrics, replay.
+
+Everything per robot is an array; the only Python loops are over events (losses, replans) and over
+message batches in CBBA. One seed feeds every random stream, so the same seed gives the same run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from casemate.pack.allocation.cbba import CBBA, CBBAConfig
+from casemate.pack.avoidance import AvoidanceConfig, choose_velocities, min_separation, separation_filter
+from casemate.pack.comms import Comms
+from casemate.pack.coverage import lloyd_goals, plan_search
+from casemate.pack.dynamics import apply_domain, limit_velocity
+from casemate.pack.failures import cut_mask, losses_now
+from casemate.pack.robots import Fleet
+from casemate.pack.scenario import Scenario
+from casemate.pack.sensing import LEVELS, PIXELS, footprint_offsets, sense
+from casemate.pack.world import DOMAINS
+
+SEARCH, SURVEIL, TASKS = 1, 2, 4
+
+
+@dataclass
+class RunResult:
+    metrics: dict[str, Any]
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    header: dict[str, Any] = field(default_factory=dict)
+
+
+class Simulation:
+    """One world, one fleet, one seed."""
+
+    def __init__(self, sc: Scenario, seed: int = 0, *, record_every: int | None = None, track_redundancy: bool | None = None) -> None:
+        self.sc = sc
+        self.seed = seed
+        ss = np.random.SeedSequence(seed)
+        self.rng_place, self.rng_comms, self.rng_sense, self.rng_fail, self.rng_misc = (np.random.default_rng(s) for s in ss.spawn(5))
+        self.world = sc.world
+        self.dt = sc.dt
+        self.t = 0.0
+        self.step_no = 0
+        self._place_robots()
+        n = len(self.fleet)
+        self.avoid: AvoidanceConfig = sc.avoidance
+        self.comms = Comms(sc.comms, self.rng_comms)
+        self.comm_every = max(1, int(round(sc.comms.period / self.dt))) if sc.comms.period > 0 else 1
+        self.latency_rounds = int(math.ceil(sc.comms.latency / max(sc.comms.period, self.dt))) if sc.comms.latency > 0 else 0
+        self._inflight: deque[tuple[int, tuple[np.ndarray, ...], np.ndarray, np.ndarray]] = deque()
+        # targets and tasks
+        self.target_pos = np.array([t.position for t in sc.targets], dtype=np.float64).reshape(-1, 2)
+        self.target_vel = np.array([t.velocity for t in sc.targets], dtype=np.float64).reshape(-1, 2)
+        self.target_size = np.array([t.size for t in sc.targets], dtype=np.float64)
+        self.target_best = np.full(len(sc.targets), -1, dtype=np.int64)
+        self.target_first = np.full((len(sc.targets), 3), np.nan)
+        self.cbba = CBBA(n, CBBAConfig(bundle_size=sc.bundle_size))
+        self._extra_level: dict[int, int] = {}  # tasks that appear mid-mission
+        self._extra_value: dict[int, float] = {}
+        self.task_target = np.zeros(0, dtype=np.int64)  # task -> target row
+        self.task_level = np.zeros(0, dtype=np.int64)
+        self.task_goal = np.zeros((n, 0, 2))  # where each robot goes to do each task
+        self.task_need = np.zeros((n, 0))  # range each robot must reach
+        self.executions = np.zeros(0, dtype=np.int64)
+        self.task_done_at = np.zeros(0)
+        if sc.objectives["visit"]:
+            vis = [i for i, t in enumerate(sc.targets) if t.visit]
+            if vis:
+                self._add_tasks(np.array(vis), None)
+        # coverage
+        ny, nx = self.world.shape
+        self.last_seen = np.full(ny * nx, -np.inf)
+        self.cover_target = np.zeros((ny, nx), dtype=bool)
+        self.coverage_curve: list[list[float]] = []
+        self._offsets = {ti: footprint_offsets(t.sensor_range, self.world.cell) for ti, t in enumerate(self.fleet.types)}
+        self.plans: list[np.ndarray] = [np.zeros((0, 2)) for _ in range(n)]
+        self.plan_idx = np.zeros(n, dtype=np.int64)
+        self._setup_search()
+        tr = track_redundancy if track_redundancy is not None else n * ny * nx <= 4_000_000
+        self._inside_prev = np.zeros((n, ny * nx), dtype=bool) if tr else None
+        self.visits = 0
+        self._lloyd_goal = self.fleet.pos.copy()
+        self._surv_cells = None
+        self._replan_at: float | None = None
+        # metrics
+        self.collisions = 0
+        self.min_clearance = math.inf
+        self.holds = 0
+        self.lost_robots: list[list[float]] = []
+        self.frames: list[dict[str, Any]] = []
+        steps = sc.steps
+        self.record_every = record_every if record_every is not None else max(1, steps // 300)
+        self.wall = 0.0
+
+    # ------------------------------------------------------------------ set-up
+    def _place_robots(self) -> None:
+        sc, w = self.sc, self.world
+        types = list(sc.types.values())
+        tindex = {t.name: i for i, t in enumerate(types)}
+        rmax = max(sc.types[g.type].radius for g in sc.groups)
+        taken = {0: set(), 1: set()}  # per layer (surface/ground vs air), cells already used
+        pos, tid = [], []
+        centres = w.centres()
+        for g in sc.groups:
+            rt = sc.types[g.type]
+            spacing = max(g.spread, w.cell, 2 * rmax + sc.avoidance.margin + 0.5)
+            stride = max(1, int(math.ceil(spacing / w.cell - 1e-9)))
+            allowed = w.allowed[rt.domain].copy()
+            ny, nx = w.shape
+            sub = np.zeros_like(allowed)
+            iy0, ix0, _ = w.cell_index(np.array([g.start]))
+            sub[(iy0[0] % stride)::stride, (ix0[0] % stride)::stride] = True
+            cand = np.flatnonzero((allowed & sub).ravel())
+            layer = 1 if rt.domain == "air" else 0
+            cand = np.array([c for c in cand if c not in taken[layer]], dtype=np.int64)
+            if len(cand) < g.count:
+                from casemate.errors import UsageError
+
+                raise UsageError(f"scenario {sc.source}: robots: not enough room for {g.count} {g.type} in its domain")
+            d = np.linalg.norm(centres[cand] - np.array(g.start), axis=1)
+            pick = cand[np.lexsort((cand, d))[: g.count]]
+            taken[layer].update(int(c) for c in pick)
+            pos.append(centres[pick])
+            tid.extend([tindex[g.type]] * g.count)
+        pos_a = np.vstack(pos)
+        heading = self.rng_place.uniform(-np.pi, np.pi, len(pos_a))
+        self.fleet = Fleet.create(types, np.array(tid), pos_a, heading)
+        roles = []
+        for g in sc.groups:
+            r = {"auto": SEARCH | SURVEIL | TASKS, "search": SEARCH, "surveil": SURVEIL, "tasks": TASKS}[g.role]
+            roles.extend([r] * g.count)
+        self.roles = np.array(roles, dtype=np.int64)
+
+    def _add_tasks(self, targets: np.ndarray, known_by: np.ndarray | None) -> None:
+        f, w = self.fleet, self.world
+        n = len(f)
+        k = len(targets)
+        levels = np.array([LEVELS.index(self.sc.targets[t].level) if t < len(self.sc.targets) else self._extra_level[t]
+                           for t in targets], dtype=np.int64)
+        pos = self.target_pos[targets]
+        need = np.minimum(self.target_size[targets][None, :] / (PIXELS[levels][None, :] * f.param("ifov")[:, None]),
+                          f.param("sensor_range")[:, None]) * 0.9  # (n,k)
+        goal = np.repeat(pos[None, :, :], n, axis=0)
+        compat = (self.roles[:, None] & TASKS) > 0
+        compat = np.repeat(compat, k, axis=1)
+        for di, dname in enumerate(DOMAINS):
+            rows = np.flatnonzero(f.domain == di)
+            if len(rows) == 0:
+                continue
+            near, dist = w.nearest_allowed(dname, pos)
+            goal[rows] = near[None, :, :]
+            here = w.allowed_at(np.full(k, di), pos)
+            goal[np.ix_(rows, np.flatnonzero(here))] = pos[here][None, :, :]
+            reach = np.where(here, 0.0, dist)[None, :] <= need[rows] * 0.8
+            compat[rows] &= reach
+        values = np.array([self.sc.targets[t].value if t < len(self.sc.targets) else self._extra_value[t] for t in targets])
+        self.cbba.add_tasks(pos, values, compat, known_by)
+        self.task_target = np.r_[self.task_target, targets]
+        self.task_level = np.r_[self.task_level, levels]
+        self.task_goal = np.concatenate([self.task_goal, goal], axis=1)
+        self.task_need = np.concatenate([self.task_need, need], axis=1)
+        self.executions = np.r_[self.executions, np.zeros(k, dtype=np.int64)]
+        self.task_done_at = np.r_[self.task_done_at, np.full(k, np.nan)]
+
+    def _setup_search(self) -> None:
+        w, f = self.world, self.fleet
+        if not self.sc.objectives["search"]:
+            return
+        searchers = (self.roles & SEARCH) > 0
+        present = {DOMAINS[d] for d in np.unique(f.domain[searchers])}
+        claimed = np.zeros(w.shape, dtype=bool)
+        self._search_target: dict[str, np.ndarray] = {}
+        for dname in ("ground", "surface", "air"):
+            if dname in present:
+                tgt = w.allowed[dname] & ~claimed
+                self._search_target[dname] = tgt
+                claimed |= tgt
+        self.cover_target = claimed
+        self._plan_search(np.ones(len(f), dtype=bool))
+
+    def _plan_search(self, who: np.ndarray) -> None:
+        w, f = self.world, self.fleet
+        uncovered = ~np.isfinite(self.last_seen).reshape(w.shape)
+        for dname, tgt in getattr(self, "_search_target", {}).items():
+            di = DOMAINS.index(dname)
+            rows = np.flatnonzero(who & f.alive & ((self.roles & SEARCH) > 0) & (f.domain == di))
+            if len(rows) == 0:
+                continue
+            # one swath per type: use the narrowest footprint of the group so lanes leave no gaps
+            r = min(f.types[t].sensor_range for t in np.unique(f.type_id[rows]))
+            swath = (2 * math.floor(r / w.cell) + 1) * w.cell
+            plans = plan_search(w, tgt & uncovered, w.allowed[dname], f.pos[rows], swath)
+            for r_i, p in zip(rows, plans, strict=True):
+                self.plans[r_i] = p
+                self.plan_idx[r_i] = 0
+
+    # ------------------------------------------------------------------ the step
+    def step(self) -> None:
+        t0 = time.perf_counter()
+        f, w, dt = self.fleet, self.world, self.dt
+        n = len(f)
+        # failures
+        lost = losses_now(self.sc.failures, self.t, dt, f.alive, self.rng_fail)
+        if lost.any():
+            f.alive &= ~lost
+            f.vel[lost] = 0.0
+            for r in np.flatnonzero(lost):
+                self.lost_robots.append([round(self.t + dt, 3), int(r)])
+            # survivors notice when the lost robots stop talking (CBBA timeout), then share out the search
+            self._replan_at = self.t + self.cbba.cfg.timeout * max(self.sc.comms.period, dt) * 0.2
+        if self._replan_at is not None and self.t >= self._replan_at:
+            self._replan_at = None
+            self._plan_search(np.ones(n, dtype=bool))
+        for k_ev, ev in enumerate(self.sc.failures.new_tasks):
+            if self.t < ev.time <= self.t + dt:
+                self._new_task(k_ev, ev)
+        # moving targets
+        if len(self.target_pos) and self.target_vel.any():
+            self.target_pos += self.target_vel * dt
+            inside = w.inside_area(self.target_pos)
+            self.target_vel[~inside] *= -1
+            if self.cbba.m:
+                self.cbba.task_pos = self.target_pos[self.task_target].copy()
+                self.cbba._dtt = None
+        # comms + allocation
+        if self.step_no % self.comm_every == 0:
+            self._exchange()
+        # planning
+        v_pref = self._preferred_velocities()
+        radius = f.param("radius")
+        vmax = f.param("max_speed")
+        pos3 = f.pos3()
+        v_cmd = choose_velocities(pos3, f.vel, v_pref, radius, vmax, f.alive, self.avoid)
+        vel, heading = limit_velocity(f, v_cmd, dt)
+        vel[~f.alive] = 0.0
+        new = f.pos + vel * dt
+        new, vel = apply_domain(w, f, f.pos, new, vel)
+        new3 = np.column_stack([new, pos3[:, 2]])
+        held, final3 = separation_filter(pos3, new3, radius, f.alive, self.avoid.margin)
+        self.holds += int(held.sum())
+        vel[held] = 0.0
+        f.pos = final3[:, :2].copy()
+        f.vel = vel
+        f.heading = np.where(f.alive, heading, f.heading)
+        f.energy -= dt * f.alive
+        flat = f.alive & (f.energy <= 0)
+        if flat.any():
+            f.alive &= ~flat
+            for r in np.flatnonzero(flat):
+                self.lost_robots.append([round(self.t + dt, 3), int(r)])
+        clear, coll = min_separation(f.pos3(), radius, f.alive, float(2 * radius.max() + self.avoid.margin + 1.0))
+        self.min_clearance = min(self.min_clearance, clear)
+        self.collisions += coll
+        # sensing
+        self._sense()
+        self._tasks_progress()
+        self.t += dt
+        self.step_no += 1
+        if self.step_no % self.record_every == 0:
+            self._record()
+        self.wall += time.perf_counter() - t0
+
+    def _new_task(self, k_ev: int, ev: Any) -> None:
+        tid = len(self.target_pos)
+        self.target_pos = np.vstack([self.target_pos, np.array(ev.position)[None, :]])
+        self.target_vel = np.vstack([self.target_vel, np.zeros((1, 2))])
+        self.target_size = np.r_[self.target_size, ev.size]
+        self.target_best = np.r_[self.target_best, -1]
+        self.target_first = np.vstack([self.target_first, np.full((1, 3), np.nan)])
+        self._extra_level = {**self._extra_level, tid: LEVELS.index(ev.level)}
+        self._extra_value = {**self._extra_value, tid: ev.value}
+        # the alive robot nearest the new task hears of it first (a report); others learn by radio
+        alive = np.flatnonzero(self.fleet.alive)
+        known = np.zeros(len(self.fleet), dtype=bool)
+        if len(alive):
+            d = np.linalg.norm(self.fleet.pos[alive] - np.array(ev.position), axis=1)
+            known[alive[np.argmin(d)]] = True
+        if self.sc.objectives["visit"]:
+            self._add_tasks(np.array([tid]), known)
+
+    def _exchange(self) -> None:
+        f = self.fleet
+        src, dst = self.comms.links(f.pos3(), f.param("radio_range"), f.alive)
+        cut = cut_mask(self.sc.failures, self.t, src, dst, f.pos)
+        ok = self.comms.transmit(src, dst, len(f), cut)
+        src, dst = src[ok], dst[ok]
+        if self.cbba.m == 0:
+            return
+        self._inflight.append((self.cbba.round + self.latency_rounds, self.cbba.snapshot(), src, dst))
+        # one round per exchange; with latency the messages are the senders' state rounds ago
+        due = self._inflight[0][0] <= self.cbba.round
+        if due:
+            _, snap, s_src, s_dst = self._inflight.popleft()
+        else:
+            snap, s_src, s_dst = None, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        self.cbba.step_round(f.pos, f.param("max_speed"), f.alive, s_src, s_dst, snap)
+
+    def _preferred_velocities(self) -> np.ndarray:
+        f, w = self.fleet, self.world
+        n = len(f)
+        goal = np.full((n, 2), np.nan)
+        # tasks first
+        head = self.cbba.committed() if self.cbba.m else np.full(n, -1)
+        has_task = (head >= 0) & f.alive
+        if has_task.any():
+            r = np.flatnonzero(has_task)
+            goal[r] = self.task_goal[r, head[r]]
+        # search plans
+        free = np.isnan(goal[:, 0]) & f.alive
+        for r in np.flatnonzero(free):
+            p = self.plans[r]
+            i = self.plan_idx[r]
+            while i < len(p) and np.hypot(*(p[i] - f.pos[r])) < w.cell * 0.75:
+                i += 1
+            self.plan_idx[r] = i
+            if i < len(p):
+                goal[r] = p[i]
+        # surveillance for the rest
+        free = np.isnan(goal[:, 0]) & f.alive & ((self.roles & SURVEIL) > 0)
+        if self.sc.objectives["surveillance"] and free.any():
+            if self.step_no % max(1, int(round(5.0 / self.dt))) == 0 or self._surv_cells is None:
+                self._update_lloyd(free)
+            goal[free] = self._lloyd_goal[free]
+        v = np.zeros((n, 2))
+        has = ~np.isnan(goal[:, 0])
+        if has.any():
+            d = goal[has] - f.pos[has]
+            dist = np.hypot(d[:, 0], d[:, 1])
+            vmax = f.param("max_speed")[has]
+            amax = f.param("max_accel")[has]
+            # slow down to arrive: v <= sqrt(2 a d)
+            speed = np.minimum(vmax, np.sqrt(2 * amax * dist))
+            v[has] = d / np.maximum(dist, 1e-9)[:, None] * speed[:, None]
+        return v
+
+    def _update_lloyd(self, free: np.ndarray) -> None:
+        f, w = self.fleet, self.world
+        cells = w.centres()
+        for di, dname in enumerate(DOMAINS):
+            rows = np.flatnonzero(free & (f.domain == di))
+            if len(rows) == 0:
+                continue
+            mask = w.allowed[dname].ravel()
+            if not mask.any():
+                continue
+            stale = np.where(np.isfinite(self.last_seen[mask]), self.t - self.last_seen[mask], self.t + 60.0)
+            weight = 1.0 + stale
+            self._lloyd_goal[rows] = lloyd_goals(w, cells[mask], weight, f.pos[rows])
+        self._surv_cells = True
+
+    def _sense(self) -> None:
+        f, w = self.fleet, self.world
+        ny, nx = w.shape
+        alive = np.flatnonzero(f.alive)
+        iy, ix, ok = w.cell_index(f.pos[alive])
+        cells_all = []
+        owners = []
+        for ti, off in self._offsets.items():
+            sel = f.type_id[alive] == ti
+            if not sel.any():
+                continue
+            yy = iy[sel][:, None] + off[None, :, 0]
+            xx = ix[sel][:, None] + off[None, :, 1]
+            good = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx) & ok[sel][:, None]
+            cells = np.where(good, yy * nx + xx, -1)
+            cells_all.append(cells.ravel())
+            owners.append(np.repeat(alive[sel], off.shape[0]))
+        if cells_all:
+            c = np.concatenate(cells_all)
+            o = np.concatenate(owners)
+            keep = c >= 0
+            c, o = c[keep], o[keep]
+            self.last_seen[c] = self.t
+            if self._inside_prev is not None:
+                now = np.zeros_like(self._inside_prev)
+                now[o, c] = True
+                tgt = self.cover_target.ravel()
+                self.visits += int((now & ~self._inside_prev & tgt[None, :]).sum())
+                self._inside_prev = now
+        if len(self.target_pos):
+            det = sense(f.pos, f.alive, f.param("sensor_range"), f.param("ifov"), f.param("p_detect"), self.target_pos,
+                        self.target_size, self.rng_sense)
+            if len(det.target):
+                best = np.full(len(self.target_pos), -1)
+                np.maximum.at(best, det.target, det.level)
+                for lv in range(3):
+                    newly = (best >= lv) & np.isnan(self.target_first[:, lv])
+                    self.target_first[newly, lv] = self.t
+                self.target_best = np.maximum(self.target_best, best)
+
+    def _tasks_progress(self) -> None:
+        cb = self.cbba
+        if cb.m == 0:
+            return
+        f = self.fleet
+        head = cb.committed()
+        r = np.flatnonzero((head >= 0) & f.alive)
+        if len(r) == 0:
+            return
+        j = head[r]
+        d = np.linalg.norm(f.pos[r] - self.target_pos[self.task_target[j]], axis=1)
+        done = d <= self.task_need[r, j] / 0.9
+        for ri, jj in zip(r[done], j[done], strict=True):
+            self.executions[jj] += 1
+            if np.isnan(self.task_done_at[jj]):
+                self.task_done_at[jj] = self.t
+            tgt = self.task_target[jj]
+            self.target_best[tgt] = max(self.target_best[tgt], self.task_level[jj])
+            lv = self.task_level[jj]
+            first = self.target_first[tgt, : lv + 1]
+            first[np.isnan(first)] = self.t
+            cb.complete(int(ri), int(jj))
+
+    def coverage(self) -> float:
+        tgt = self.cover_target.ravel()
+        if not tgt.any():
+            return float("nan")
+        return float((np.isfinite(self.last_seen) & tgt).sum() / tgt.sum())
+
+    def _record(self) -> None:
+        f = self.fleet
+        cov = self.coverage()
+        self.coverage_curve.append([round(self.t, 3), round(cov, 5) if math.isfinite(cov) else None])
+        self.frames.append({
+            "t": round(self.t, 2),
+            "x": np.round(f.pos[:, 0], 1).tolist(),
+            "y": np.round(f.pos[:, 1], 1).tolist(),
+            "alive": f.alive.astype(int).tolist(),
+            "targets": np.round(self.target_pos, 1).tolist(),
+            "found": self.target_best.tolist(),
+            "coverage": round(cov, 4) if math.isfinite(cov) else None,
+        })
+
+    # ------------------------------------------------------------------ results
+    def header(self) -> dict[str, Any]:
+        w, f = self.world, self.fleet
+        return {
+            "scenario": self.sc.name,
+            "label": self.sc.label,
+            "seed": self.seed,
+            "dt": self.dt,
+            "extent": list(w.extent),
+            "cell": w.cell,
+            "area": np.round(w.area, 1).tolist(),
+            "terrain": w.terrain.tolist() if w.terrain.size <= 250_000 else None,
+            "nogo": w.nogo.astype(int).tolist() if w.nogo.size <= 250_000 and w.nogo.any() else None,
+            "types": [t.name for t in f.types],
+            "domains": [t.domain for t in f.types],
+            "robot_type": f.type_id.tolist(),
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        cov = self.coverage()
+        unique = int((np.isfinite(self.last_seen) & self.cover_target.ravel()).sum())
+        dup = int(np.maximum(self.executions - 1, 0).sum())
+        return {
+            "scenario": self.sc.name,
+            "label": self.sc.label,
+            "seed": self.seed,
+            "robots": len(self.fleet),
+            "steps": self.step_no,
+            "sim_time_s": round(self.t, 3),
+            "wall_s": round(self.wall, 3),
+            "steps_per_s": round(self.step_no / self.wall, 2) if self.wall > 0 else None,
+            "coverage": round(cov, 5) if math.isfinite(cov) else None,
+            "coverage_curve": self.coverage_curve,
+            "redundancy": round((self.visits - unique) / unique, 4) if self._inside_prev is not None and unique else None,
+            "targets": [
+                {"id": i, "level": LEVELS[b] if b >= 0 else None,
+                 "first_seen": {LEVELS[k]: (None if np.isnan(v) else round(float(v), 2)) for k, v in enumerate(self.target_first[i])}}
+                for i, b in enumerate(self.target_best)
+            ],
+            "targets_found": int((self.target_best >= 0).sum()),
+            "tasks": int(self.cbba.m),
+            "tasks_done": int((self.executions > 0).sum()),
+            "duplicates": dup,
+            "collisions": int(self.collisions),
+            "min_separation_m": round(self.min_clearance, 3) if math.isfinite(self.min_clearance) else None,
+            "emergency_holds": int(self.holds),
+            "messages_sent": int(self.comms.sent),
+            "messages_lost": int(self.comms.lost),
+            "allocation_rounds": int(self.cbba.round),
+            "robots_lost": self.lost_robots,
+            "alive_at_end": int(self.fleet.alive.sum()),
+        }
+
+    def run(self, progress: Callable[[int], None] | None = None) -> RunResult:
+        self._record()
+        for _ in range(self.sc.steps):
+            self.step()
+            if progress is not None:
+                progress(1)
+        return RunResult(self.metrics(), self.frames, self.header())
+
+
+def run_scenario(sc: Scenario, seed: int = 0, progress: Callable[[int], None] | None = None) -> RunResult:
+    return Simulation(sc, seed).run(progress)
