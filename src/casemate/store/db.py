@@ -92,6 +92,7 @@ versions = Table(
 Index("ix_versions_label", versions.c.label_id, versions.c.id)
 Index("ix_versions_kind_label", versions.c.kind, versions.c.label_id, versions.c.id)
 Index("ix_versions_asset", versions.c.asset_id, versions.c.id)
+ix_versions_kind = Index("ix_versions_kind", versions.c.kind, versions.c.id)
 Index("ix_versions_sha", versions.c.sha256)
 
 texts = Table(

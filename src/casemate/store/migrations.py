@@ -16,7 +16,12 @@ def _m1_initial(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial]
+def _m2_kind_index(conn: Connection) -> None:
+    # Paging by kind for a user who reads every label: newest ids of one kind, no sort.
+    db.ix_versions_kind.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_kind_index]
 
 
 def current_version(conn: Connection) -> int:
