@@ -67,10 +67,15 @@ def _concat(parts: list[RawBoxes], n_classes: int) -> RawBoxes:
                     leaf_scores=np.concatenate([p.leaf_scores for p in parts]))
 
 
-def _own(raw: RawBoxes, tile: Tile) -> RawBoxes:
-    """Shift to raster pixels and keep what the tile's core owns."""
+def _own(raw: RawBoxes, tile: Tile, margin: float = 0.0) -> RawBoxes:
+    """Shift to raster pixels and keep what the tile's core (grown by `margin` px) owns.
+
+    The margin absorbs centre estimates that differ between two tiles on either side of a core
+    line (else neither tile would keep the object); the NMS removes the duplicates it lets in.
+    """
     gx, gy = raw.cx + tile.col, raw.cy + tile.row
     x0, y0, x1, y1 = tile.core
+    x0, y0, x1, y1 = x0 - margin, y0 - margin, x1 + margin, y1 + margin
     keep = (gx >= x0) & (gx < x1) & (gy >= y0) & (gy < y1)
     return RawBoxes(gx[keep], gy[keep], raw.length[keep], raw.width[keep], raw.axis[keep],
                     raw.heading[keep], raw.score[keep], raw.leaf[keep], raw.leaf_scores[keep])
@@ -96,7 +101,7 @@ def detect_raster(path: str | Path, detector: Detector, *, tile: int | None = No
         def run(group: list[Tile]) -> list[RawBoxes]:
             with lock:
                 arr = np.stack([src.read_window(t.col, t.row, t.size, t.size) for t in group])
-            return [_own(r, t) for r, t in zip(detector.detect(arr), group, strict=True)]
+            return [_own(r, t, overlap / 4) for r, t in zip(detector.detect(arr), group, strict=True)]
 
         parts: list[RawBoxes] = []
         done = 0

@@ -194,7 +194,9 @@ def generate_scene(rng: np.random.Generator, size: int = 256, gsd: float | None 
     img[...] = field + (n1 * 25 + n2 * 10)[..., None]
     surface = np.zeros((h, w), dtype=np.uint8)  # 0 field, 1 water, 2 apron, 3 road
     ys, xs = np.mgrid[0:h, 0:w]
-    kind = rng.choice(["harbour", "airfield", "roads", "mixed"], p=[0.25, 0.25, 0.25, 0.25])
+    kinds = [k for k, prefix in (("harbour", "ship/"), ("airfield", "aircraft/"), ("roads", "vehicle/"))
+             if any(c.startswith(prefix) for c in classes)]
+    kind = rng.choice(kinds + ["mixed"]) if kinds else "mixed"
     if kind in ("harbour", "mixed"):
         ang = rng.uniform(0, 2 * math.pi)
         d = (xs - w / 2) * math.cos(ang) + (ys - h / 2) * math.sin(ang)
@@ -318,8 +320,8 @@ def write_png(path: Path, image: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def write_dataset(out: Path, n: int, *, seed: int = 0, size: int = 256,
-                  progress=None) -> dict:
+def write_dataset(out: Path, n: int, *, seed: int = 0, size: int = 256, progress=None,
+                  classes: tuple[str, ...] = DEFAULT_CLASSES) -> dict:
     """`n` scenes as images/NNNNN.png + labelTxt/NNNNN.txt (DOTA) + dataset.json."""
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -327,7 +329,7 @@ def write_dataset(out: Path, n: int, *, seed: int = 0, size: int = 256,
     rng = np.random.default_rng(seed)
     counts: dict[str, int] = {}
     for i in range(n):
-        scene = generate_scene(rng, size=size)
+        scene = generate_scene(rng, size=size, classes=classes)
         stem = f"{i:05d}"
         write_png(out / "images" / f"{stem}.png", scene.image)
         _atomic_write(out / "labelTxt" / f"{stem}.txt", dota_text(scene).encode())
@@ -336,6 +338,6 @@ def write_dataset(out: Path, n: int, *, seed: int = 0, size: int = 256,
         if progress:
             progress(1)
     meta = {"generator": "casemate.imagery.synth", "seed": seed, "n": n, "size": size,
-            "classes": list(DEFAULT_CLASSES), "objects": counts}
+            "classes": list(classes), "objects": counts}
     _atomic_write(out / "dataset.json", json.dumps(meta, indent=2).encode())
     return meta

@@ -1,0 +1,20 @@
+"""Shared helpers for imagery tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# Two visually distinct classes keep the session's tiny training short and its result stable.
+TINY_CLASSES = ("ship/cargo/container_ship", "aircraft/airliner/narrowbody")
+
+
+def png_path(tmp: Path, seed: int = 3, size: int = 192) -> Path:
+    """A synthetic scene as a PNG (no georeferencing)."""
+    from casemate.imagery.synth import generate_scene, write_png
+
+    scene = generate_scene(np.random.default_rng(seed), size=size, classes=TINY_CLASSES)
+    p = tmp / f"scene{seed}.png"
+    write_png(p, scene.image)
+    return p
