@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Debian packages the tests use: a browser for the web page tests, espeak-ng and sox to make speech
-# with a known text. Idempotent and quiet when everything is there.
+# with a known text, PostgreSQL. Idempotent and quiet when everything is there.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || need+=(sox libsox-fmt-all)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+# PostgreSQL server binaries: the catalog's tests also run against a throwaway cluster.
+command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"

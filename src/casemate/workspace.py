@@ -75,7 +75,8 @@ class Workspace:
 
     # -- life cycle -------------------------------------------------------------------------
     @classmethod
-    def init(cls, home: str | Path | None = None) -> Workspace:
+    def init(cls, home: str | Path | None = None, database_url: str | None = None) -> Workspace:
+        """Create a workspace; `database_url` puts the metadata in PostgreSQL instead of SQLite."""
         path = resolve_home(home)
         if (path / MARKER).exists():
             raise WorkspaceError(f"a workspace exists already at {path}")
@@ -83,6 +84,20 @@ class Workspace:
             raise WorkspaceError(f"{path} is a file, not a folder: choose another --home")
         if path.exists() and any(path.iterdir()):
             raise WorkspaceError(f"{path} is not empty and holds no workspace: choose an empty or new folder")
+        config: dict[str, Any] = {}
+        if database_url:
+            config["database_url"] = database_url
+            engine = db.make_engine(database_url)
+            try:
+                with engine.connect() as conn:
+                    if engine.dialect.has_table(conn, "versions"):
+                        raise WorkspaceError("that database already holds a Casemate catalog: give an empty one")
+            except WorkspaceError:
+                raise
+            except Exception as exc:
+                raise WorkspaceError(f"cannot connect to the database ({type(exc).__name__}): check --database-url") from None
+            finally:
+                engine.dispose()
         path.mkdir(parents=True, exist_ok=True)
         (path / "keys").mkdir(mode=0o700, exist_ok=True)
         (path / "models").mkdir(exist_ok=True)
@@ -99,7 +114,9 @@ class Workspace:
             key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
         )
         info = {"format": FORMAT, "version": 1, "id": str(uuid.uuid4()), "created_at": datetime.now(UTC).isoformat()}
-        ws = cls(path, info, {})
+        if config:
+            _write_atomic(path / "config.json", json.dumps(config, indent=2).encode())
+        ws = cls(path, info, config)
         admin = User("admin", Label(Level.TS), frozenset({"admin"}))
         ws.users.add(admin, "admin", admin.clearance, ["admin"], _bootstrap=True)
         ws.audit.record("admin", "workspace.init", info["id"], {})
@@ -180,6 +197,7 @@ class Workspace:
         """One database transaction; queued audit entries are written in it before commit."""
         try:
             with db.write_connection(self.engine) as conn, conn.begin():
+                db.lock_for_append(conn)  # writers take turns, on PostgreSQL as on SQLite
                 yield conn
                 self.audit.write_pending(conn)
         except BaseException:

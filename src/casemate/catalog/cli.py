@@ -25,13 +25,19 @@ def _human_size(n: int) -> str:
 
 
 @click.command("init")
+@click.option(
+    "--database-url",
+    default=None,
+    metavar="URL",
+    help="Keep the metadata in PostgreSQL (postgresql+psycopg://user@/db?host=/run/postgresql) instead of SQLite.",
+)
 @click.pass_context
-def init_cmd(ctx: click.Context) -> None:
+def init_cmd(ctx: click.Context, database_url: str | None) -> None:
     """Create a workspace (and its admin user)."""
     from casemate.workspace import Workspace
 
     state = state_of(ctx)
-    ws = Workspace.init(state.home)
+    ws = Workspace.init(state.home, database_url=database_url)
     state._workspace = ws
     click.echo(f"workspace created at {ws.home} (user admin, clearance TS, role admin)")
 

@@ -156,6 +156,7 @@ class AuditLog:
         """Append queued entries inside the caller's transaction; sign checkpoints as they fall due."""
         if not self._pending:
             return 0
+        db.lock_for_append(conn)
         seq, prev = self._head(conn)
         rows = []
         dumps = canonical_json
@@ -208,6 +209,7 @@ class AuditLog:
 
     def checkpoint_now(self, conn: Connection) -> None:
         """Sign the entries written since the last checkpoint (on close)."""
+        db.lock_for_append(conn)
         count, _ = self._head(conn)
         if count:
             self._checkpoint(conn, count - 1)

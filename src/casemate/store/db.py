@@ -186,6 +186,16 @@ def append_only_ddl(engine: Engine) -> list[str]:
     return _APPEND_ONLY_SQLITE if engine.dialect.name == "sqlite" else _APPEND_ONLY_POSTGRES
 
 
+def lock_for_append(conn) -> None:  # type: ignore[no-untyped-def]
+    """Serialise write transactions (label interning, the audit chain head).
+
+    SQLite's BEGIN IMMEDIATE already holds the database's single write lock; PostgreSQL needs an
+    explicit table lock so two writers never read the same chain head or intern the same label.
+    """
+    if conn.engine.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE audit IN SHARE ROW EXCLUSIVE MODE")
+
+
 def write_connection(engine: Engine):  # type: ignore[no-untyped-def]
     """A connection whose transactions take the write lock up front (SQLite: BEGIN IMMEDIATE)."""
     return engine.connect().execution_options(casemate_write=True)
