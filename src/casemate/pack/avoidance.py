@@ -26,6 +26,8 @@ class AvoidanceConfig:
     neighbours: int = 8
     margin: float = 0.5  # m added to the sum of radii for the guaranteed separation
     right_bias: float = 0.05
+    stop_cost: float = 0.0  # extra cost of standing still (keeps a crowd flowing instead of jamming)
+    danger: float = 4.0
 
 
 def choose_velocities(
@@ -85,9 +87,11 @@ def choose_velocities(
     ttc = np.where((valid & same_layer)[:, None, :], ttc, np.inf)
     ttc_min = ttc.min(axis=2)  # (B,C)
     dev = np.hypot(*(cand - vp[:, None, :]).transpose(2, 0, 1)) / np.maximum(vmax[me], 1e-9)[:, None]
-    danger = np.where(ttc_min < cfg.horizon, (cfg.horizon - ttc_min) / cfg.horizon, 0.0) * 4.0
+    danger = np.where(ttc_min < cfg.horizon, (cfg.horizon - ttc_min) / cfg.horizon, 0.0) * cfg.danger
     left = np.concatenate([np.tile(np.maximum(_ANGLES, 0), len(_SCALES)), [0.0]])
-    cost = dev + danger + cfg.right_bias * left[None, :]
+    stop = np.zeros(cand.shape[1])
+    stop[-1] = cfg.stop_cost
+    cost = dev + danger + cfg.right_bias * left[None, :] + stop[None, :]
     best = np.argmin(cost, axis=1)
     out[me] = cand[np.arange(len(me)), best]
     return out
@@ -138,3 +142,98 @@ def min_separation(pos3: np.ndarray, radius: np.ndarray, active: np.ndarray, rea
     i, j = idx[pairs[:, 0]], idx[pairs[:, 1]]
     clear = np.linalg.norm(pos3[i] - pos3[j], axis=1) - radius[i] - radius[j]
     return float(clear.min()), int((clear < 0).sum())
+
+
+def orca_velocities(
+    pos3: np.ndarray,
+    vel: np.ndarray,
+    v_pref: np.ndarray,
+    radius: np.ndarray,
+    vmax: np.ndarray,
+    active: np.ndarray,
+    cfg: AvoidanceConfig,
+    dt: float,
+) -> np.ndarray:
+    """ORCA (van den Berg et al., 2011): each neighbour gives a half-plane of allowed velocities, each
+    robot taking half the avoidance. The small linear programme is solved over candidates (the
+    preferred velocity, its projection on every half-plane, and a fan) vectorised over robots: the
+    feasible candidate nearest the preferred velocity wins, else the least-violating one."""
+    out = v_pref.copy()
+    idx = np.flatnonzero(active)
+    n = len(idx)
+    if n < 2:
+        return out
+    p3 = pos3[idx]
+    reach = float(2 * vmax[idx].max() * cfg.horizon + 2 * radius[idx].max() + cfg.margin)
+    k = min(cfg.neighbours + 1, n)
+    dist, nb = cKDTree(p3).query(p3, k=k, distance_upper_bound=reach)
+    dist, nb = dist[:, 1:], nb[:, 1:]
+    valid = np.isfinite(dist)
+    busy = np.flatnonzero(valid.any(axis=1))
+    if len(busy) == 0:
+        return out
+    nb, valid = np.where(valid[busy], nb[busy], 0), valid[busy]
+    me, oth = idx[busy], idx[nb]
+    same = np.abs(pos3[oth][:, :, 2] - pos3[me][:, None, 2]) < 1.0
+    valid &= same
+    rel_p = pos3[oth][:, :, :2] - pos3[me][:, None, :2]  # (B,K,2)
+    rel_v = vel[me][:, None, :] - vel[oth]
+    dsq = (rel_p**2).sum(-1)
+    r = radius[me][:, None] + radius[oth] + cfg.margin
+    rsq = r * r
+    inv_tau = 1.0 / cfg.horizon
+    w = rel_v - inv_tau * rel_p
+    wsq = (w**2).sum(-1)
+    dot1 = (w * rel_p).sum(-1)
+    wlen = np.sqrt(np.maximum(wsq, 1e-18))
+    unit_w = w / wlen[..., None]
+    # cut-off circle
+    dir_c = np.stack([unit_w[..., 1], -unit_w[..., 0]], -1)
+    u_c = (r * inv_tau - wlen)[..., None] * unit_w
+    # legs
+    leg = np.sqrt(np.maximum(dsq - rsq, 0.0))
+    px, py = rel_p[..., 0], rel_p[..., 1]
+    left = (px * w[..., 1] - py * w[..., 0]) > 0
+    dl = np.stack([px * leg - py * r, px * r + py * leg], -1) / dsq[..., None]
+    dr = -np.stack([px * leg + py * r, -px * r + py * leg], -1) / dsq[..., None]
+    dir_l = np.where(left[..., None], dl, dr)
+    u_l = (rel_v * dir_l).sum(-1)[..., None] * dir_l - rel_v
+    use_c = (dot1 < 0) & (dot1 * dot1 > rsq * wsq)
+    direction = np.where(use_c[..., None], dir_c, dir_l)
+    u = np.where(use_c[..., None], u_c, u_l)
+    # already overlapping: resolve within one step
+    coll = dsq <= rsq
+    w2 = rel_v - rel_p / dt
+    w2len = np.sqrt(np.maximum((w2**2).sum(-1), 1e-18))
+    uw2 = w2 / w2len[..., None]
+    direction = np.where(coll[..., None], np.stack([uw2[..., 1], -uw2[..., 0]], -1), direction)
+    u = np.where(coll[..., None], (r / dt - w2len)[..., None] * uw2, u)
+    point = vel[me][:, None, :] + 0.5 * u  # (B,K,2)
+    vp = v_pref[me]
+    # candidates: v_pref, its projection on each line, a fan, and standing still
+    proj = point + direction * ((vp[:, None, :] - point) * direction).sum(-1)[..., None]
+    ang = np.arctan2(vp[:, 1], vp[:, 0])[:, None] + np.linspace(-np.pi, np.pi, 24, endpoint=False)[None, :]
+    fan = np.concatenate([vmax[me][:, None, None] * s * np.stack([np.cos(ang), np.sin(ang)], -1) for s in (1.0, 0.5)], axis=1)
+    # pairwise intersections of the half-plane lines: the vertices where the LP optimum usually sits
+    K = direction.shape[1]
+    ia, ib = np.triu_indices(K, 1)
+    da, db = direction[:, ia], direction[:, ib]
+    pa, pb = point[:, ia], point[:, ib]
+    den = da[..., 0] * db[..., 1] - da[..., 1] * db[..., 0]
+    tpar = ((pb - pa)[..., 0] * db[..., 1] - (pb - pa)[..., 1] * db[..., 0]) / np.where(np.abs(den) > 1e-9, den, 1.0)
+    inter = pa + da * tpar[..., None]
+    inter = np.where((np.abs(den) > 1e-9)[..., None], inter, 0.0)
+    cand = np.concatenate([vp[:, None, :], proj, inter, fan, np.zeros((len(me), 1, 2))], axis=1)  # (B,C,2)
+    sp = np.hypot(cand[..., 0], cand[..., 1])
+    cap = vmax[me][:, None]
+    cand = cand * np.minimum(1.0, cap / np.maximum(sp, 1e-12))[..., None]
+    # violation of each half-plane: det(direction, point - v) > 0
+    diff = point[:, None, :, :] - cand[:, :, None, :]  # (B,C,K,2)
+    viol = direction[:, None, :, 0] * diff[..., 1] - direction[:, None, :, 1] * diff[..., 0]
+    viol = np.where(valid[:, None, :], viol, -np.inf).max(axis=2)  # (B,C)
+    dev = np.hypot(*(cand - vp[:, None, :]).transpose(2, 0, 1))
+    feasible = viol <= 1e-9
+    cost = np.where(feasible, dev, 1e6 + viol)
+    best = np.argmin(cost, axis=1)
+    out[me] = cand[np.arange(len(me)), best]
+    return out
