@@ -1,0 +1,102 @@
+"""The simulator: determinism, domains, separation, duplicates across a partition, coverage."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from casemate.pack.scenario import parse_scenario
+from casemate.pack.sim import Simulation, circle_swap
+from casemate.pack.world import DOMAINS
+
+
+def test_same_seed_same_run_bit_for_bit(harbour: dict) -> None:
+    harbour["duration"] = 60
+    sc = parse_scenario(harbour, "harbour.yaml")
+    a, b, c = Simulation(sc, 7), Simulation(sc, 7), Simulation(sc, 8)
+    ra, rb, rc = a.run(), b.run(), c.run()
+    assert a.fleet.pos.tobytes() == b.fleet.pos.tobytes()
+    assert ra.frames == rb.frames
+    for k in ("coverage", "messages_sent", "messages_lost", "targets", "min_separation_m"):
+        assert ra.metrics[k] == rb.metrics[k]
+    assert a.fleet.pos.tobytes() != c.fleet.pos.tobytes()
+
+
+def test_no_boat_on_land_no_ground_robot_in_water(harbour: dict) -> None:
+    harbour["duration"] = 120
+    harbour["robots"].append({"type": "ugv", "count": 3, "start": [1000, 1300]})
+    # a target on land the boats would like to reach, and one at sea for the ground robots
+    harbour["targets"] = [{"position": [1000, 1250], "level": "I"}, {"position": [1200, 600], "level": "I"}]
+    sim = Simulation(parse_scenario(harbour, "harbour.yaml"), 1)
+    dom = sim.fleet.domain
+    boats, ground = dom == DOMAINS.index("surface"), dom == DOMAINS.index("ground")
+    moved = np.zeros(len(sim.fleet), dtype=bool)
+    start = sim.fleet.pos.copy()
+    for _ in range(sim.sc.steps):
+        sim.step()
+        ok = sim.world.allowed_at(dom, sim.fleet.pos)
+        assert ok[boats | ground].all()
+    moved = np.linalg.norm(sim.fleet.pos - start, axis=1) > 20
+    assert moved[boats].all() and moved[ground].any()  # they did try to go places
+
+
+def test_minimum_separation_holds_in_a_crowd() -> None:
+    res = circle_swap(40, spacing=4.0, max_factor=1.0)
+    assert res["collisions"] == 0
+    assert res["min_clearance_m"] >= 0.5 - 1e-9  # the configured margin
+
+
+def test_circle_swap_small_makespan() -> None:
+    res = circle_swap(10)
+    assert res["collisions"] == 0 and res["arrived"] == 10
+    assert res["makespan_s"] <= 2 * res["straight_line_s"]
+
+
+def _partition_scenario() -> dict:
+    return {
+        "name": "partition",
+        "area": {"polygon": [[0, 0], [3000, 0], [3000, 1000], [0, 1000]]},
+        "terrain": {"cell": 25, "default": "land"},
+        "robots": [
+            {"type": "quadcopter", "count": 3, "start": [200, 500], "role": "tasks"},
+            {"type": "quadcopter", "count": 3, "start": [2800, 500], "role": "tasks"},
+        ],
+        # near the west team (done during the partition) and in the middle (reached after it heals)
+        "targets": [{"position": [400, 600]}, {"position": [300, 300]}, {"position": [1500, 500]},
+                    {"position": [1600, 800]}],
+        "comms": {"period": 1.0},
+        "failures": {"cuts": [{"start": 0, "end": 40, "x": 1500}]},
+        "objectives": {"search": False, "visit": True},
+        "duration": 200,
+        "dt": 0.5,
+    }
+
+
+def test_no_task_done_twice_after_partition_heals() -> None:
+    sim = Simulation(parse_scenario(_partition_scenario(), "partition.yaml"), 0)
+    saw_conflict = False
+    while sim.t < 40:
+        sim.step()
+        saw_conflict |= sim.cbba.conflicts(sim.fleet.alive) > 0
+    assert saw_conflict  # both sides claimed the same tasks while cut off
+    while sim.step_no < sim.sc.steps:
+        sim.step()
+    m = sim.metrics()
+    assert m["tasks_done"] == 4
+    assert m["duplicates"] == 0
+
+
+def test_coverage_small_area_with_obstacles_and_losses() -> None:
+    sc = parse_scenario({
+        "name": "cov",
+        "area": {"polygon": [[0, 0], [500, 0], [500, 500], [0, 500]]},
+        "terrain": {"cell": 10, "default": "land"},
+        "no_go": [[[150, 150], [250, 150], [250, 250], [150, 250]], [[350, 300], [420, 300], [420, 450], [350, 450]]],
+        "robots": [{"type": "quadcopter", "count": 4, "start": [20, 20]}],
+        "failures": {"lose": [{"time": 30, "robots": [0]}]},
+        "objectives": {"search": True, "visit": False},
+        "duration": 400, "dt": 0.5,
+    }, "cov.yaml")
+    sim = Simulation(sc, 0)
+    m = sim.run().metrics
+    assert m["coverage"] >= 0.99
+    assert m["alive_at_end"] == 3
