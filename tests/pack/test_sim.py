@@ -13,7 +13,7 @@ def test_same_seed_same_run_bit_for_bit(harbour: dict) -> None:
     harbour["duration"] = 60
     sc = parse_scenario(harbour, "harbour.yaml")
     a, b, c = Simulation(sc, 7), Simulation(sc, 7), Simulation(sc, 8)
-    ra, rb, rc = a.run(), b.run(), c.run()
+    ra, rb, _ = a.run(), b.run(), c.run()
     assert a.fleet.pos.tobytes() == b.fleet.pos.tobytes()
     assert ra.frames == rb.frames
     for k in ("coverage", "messages_sent", "messages_lost", "targets", "min_separation_m"):
