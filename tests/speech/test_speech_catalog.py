@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from speech_helpers import EN_TEXT, EN_TEXT_2, concat, need_tools, silence, speak
 
 from casemate.errors import NotFound, UsageError
 from casemate.speech.transcribe import transcribe_source
 from casemate.speech.wer import wer
-from conftest import EN_TEXT, EN_TEXT_2, concat, need_tools, silence, speak
 
 ROOT = Path(__file__).resolve().parents[2]
 

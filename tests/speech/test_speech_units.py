@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from speech_helpers import concat, need_tools, silence, speak
 
 from casemate.errors import UsageError
 from casemate.speech.audio import SAMPLE_RATE, DecodeStats, _cut_point, iter_pcm, probe, speech_windows
 from casemate.speech.formats import timestamp, to_srt, to_vtt, write_atomic
 from casemate.speech.wer import normalise, wer, word_errors
-from conftest import concat, need_tools, silence, speak
 
 
 def test_timestamps_and_subtitles() -> None:
