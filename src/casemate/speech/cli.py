@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,27 @@ def _summary(out: Any) -> dict[str, Any]:
         "warnings": r.warnings,
         "empty_reason": r.empty_reason,
     }
+
+
+def _with_bar(
+    source: str, ws: Any, user: Any, language: str, model: str | None, label: str | None, force: bool
+) -> Any:
+    """Transcribe with a progress bar on the terminal (long recordings take minutes)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from casemate.speech.transcribe import transcribe_source
+
+    with Progress(
+        TextColumn(f"transcribe {Path(source).name}"), BarColumn(), TimeRemainingColumn(), transient=True
+    ) as bar:
+        task = bar.add_task("transcribe", total=None)
+
+        def update(done: float, total: float | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return transcribe_source(
+            ws, user, source, language=language, model=model, label=label, force=force, progress=update
+        )
 
 
 @click.command("transcribe")
@@ -89,11 +111,15 @@ def transcribe_cmd(
     language = language or speech_config(ws).get("language") or "auto"
     results: list[dict[str, Any]] = []
     failed = 0
+    show_bar = sys.stderr.isatty() and not as_json
     for source in audio:
         try:
-            out = transcribe_source(
-                ws, user, source, language=language, model=model, label=label, force=force
-            )
+            if show_bar:
+                out = _with_bar(source, ws, user, language, model, label, force)
+            else:
+                out = transcribe_source(
+                    ws, user, source, language=language, model=model, label=label, force=force
+                )
         except CasemateError as exc:
             if len(audio) == 1:
                 raise

@@ -276,6 +276,12 @@ def _store(
     )
 
 
+def _bind(
+    progress: Callable[[float, float | None], None] | None, total: float | None
+) -> Callable[[float], None] | None:
+    return None if progress is None else (lambda done: progress(done, total))
+
+
 def transcribe_source(
     ws: Any,
     user: User,
@@ -286,12 +292,14 @@ def transcribe_source(
     label: str | None = None,
     force: bool = False,
     engine: Transcriber | None = None,
+    progress: Callable[[float, float | None], None] | None = None,
 ) -> TranscribeOutcome:
     """Transcribe a catalog version id or a file path; store and return the transcript version.
 
     A path is transcribed first, then the recording (labelled `label`, which a path requires) and its
     transcript are put into the catalog: a file that fails stores nothing. For a version id, `label`
-    optionally raises the transcript's label above the audio's.
+    optionally raises the transcript's label above the audio's. `progress(done_s, total_s)` is called
+    after each window (total_s from the header, None when it does not say).
     """
     language = None if language in (None, "", "auto") else language
     if language is not None and language not in LANGUAGES:
@@ -307,7 +315,10 @@ def transcribe_source(
         ws.catalog.check_label(user, label)  # refuse a bad label before the long part
         info = probe(path)
         engine = engine or get_engine(ws, model)
-        result = transcribe_file(path, engine, language=language, window_s=window_s)
+        total = info.declared_duration
+        result = transcribe_file(
+            path, engine, language=language, window_s=window_s, progress=_bind(progress, total)
+        )
         audio = ws.catalog.put(
             user,
             path,
@@ -331,7 +342,10 @@ def transcribe_source(
                 audio, existing, Transcript.from_metadata(existing.metadata), reused=True
             )
     blob = ws.catalog.blob_path(user, audio.id)
-    result = transcribe_file(blob, engine, language=language, window_s=window_s)
+    total = probe(blob).declared_duration if progress else None
+    result = transcribe_file(
+        blob, engine, language=language, window_s=window_s, progress=_bind(progress, total)
+    )
     return TranscribeOutcome(audio, _store(ws, user, audio, result, language, label), result)
 
 
