@@ -55,45 +55,59 @@ def choose_velocities(
     if not valid.any():
         return out
     nb = np.where(valid, nb, 0)
-    # only robots with a neighbour in reach pay for the candidate fan
+    # only robots with a neighbour in reach are looked at, and only those whose preferred velocity is
+    # predicted to collide pay for the candidate fan
     busy = np.flatnonzero(valid.any(axis=1))
     nb, valid = nb[busy], valid[busy]
     me = idx[busy]
     others = idx[nb]
-    vp = v_pref[me]
-    sp = np.hypot(vp[:, 0], vp[:, 1])
-    base = np.arctan2(vp[:, 1], vp[:, 0])
-    base = np.where(sp > 1e-9, base, np.arctan2(vel[me, 1], vel[me, 0]))
-    spd = np.where(sp > 1e-9, sp, vmax[me] * 0.5)
-    ang = base[:, None] + _ANGLES[None, :]  # (B,A)
-    dirs = np.stack([np.cos(ang), np.sin(ang)], axis=-1)  # (B,A,2)
-    fan = (spd[:, None, None, None] * _SCALES[None, :, None, None] * dirs[:, None, :, :]).reshape(len(me), -1, 2)
-    cand = np.concatenate([fan, np.zeros((len(me), 1, 2))], axis=1)  # (B,C,2), scale-major
-    cand[:, 0] = vp
     rel_p = pos3[others][:, :, :2] - pos3[me][:, None, :2]  # (B,K,2)
     same_layer = np.abs(pos3[others][:, :, 2] - pos3[me][:, None, 2]) < (radius[others] + radius[me][:, None] + cfg.margin)
     rsum = radius[others] + radius[me][:, None] + cfg.margin
-    # reciprocal: I take half the avoidance, so test 2v - v_self against the neighbour's velocity
-    rel_v = (2 * cand[:, :, None, :] - vel[me][:, None, None, :]) - vel[others][:, None, :, :]  # (B,C,K,2)
-    a = (rel_v**2).sum(-1)
-    b = (rel_p[:, None] * rel_v).sum(-1)
-    c = (rel_p**2).sum(-1) - rsum**2  # (B,K)
-    disc = b * b - a * c[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = (b - np.sqrt(np.maximum(disc, 0))) / a
-    hit = (disc > 0) & (b > 0) & (a > 1e-12)
-    ttc = np.where(hit, t, np.inf)
-    ttc = np.where(c[:, None] < 0, 0.0, ttc)
-    ttc = np.where((valid & same_layer)[:, None, :], ttc, np.inf)
-    ttc_min = ttc.min(axis=2)  # (B,C)
-    dev = np.hypot(*(cand - vp[:, None, :]).transpose(2, 0, 1)) / np.maximum(vmax[me], 1e-9)[:, None]
-    danger = np.where(ttc_min < cfg.horizon, (cfg.horizon - ttc_min) / cfg.horizon, 0.0) * cfg.danger
+    mask = valid & same_layer
+
+    def ttc_min(sel: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        # reciprocal: I take half the avoidance, so test 2v - v_self against the neighbour's velocity
+        rv = (2 * cand[:, :, None, :] - vel[me[sel]][:, None, None, :]) - vel[others[sel]][:, None, :, :]  # (B,C,K,2)
+        rp = rel_p[sel]
+        a = (rv**2).sum(-1)
+        b = (rp[:, None] * rv).sum(-1)
+        c = (rp**2).sum(-1) - rsum[sel] ** 2  # (B,K)
+        disc = b * b - a * c[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (b - np.sqrt(np.maximum(disc, 0))) / a
+        hit = (disc > 0) & (b > 0) & (a > 1e-12)
+        ttc = np.where(hit, t, np.inf)
+        ttc = np.where(c[:, None] < 0, 0.0, ttc)
+        ttc = np.where(mask[sel][:, None, :], ttc, np.inf)
+        return ttc.min(axis=2)  # (B,C)
+
+    everyone = np.arange(len(me))
+    vp_all = v_pref[me]
+    t0 = ttc_min(everyone, vp_all[:, None, :])[:, 0]
+    risky = np.flatnonzero(t0 < cfg.horizon)
+    if len(risky) == 0:
+        return out
+    me_r = me[risky]
+    vp = vp_all[risky]
+    sp = np.hypot(vp[:, 0], vp[:, 1])
+    base = np.arctan2(vp[:, 1], vp[:, 0])
+    base = np.where(sp > 1e-9, base, np.arctan2(vel[me_r, 1], vel[me_r, 0]))
+    spd = np.where(sp > 1e-9, sp, vmax[me_r] * 0.5)
+    ang = base[:, None] + _ANGLES[None, :]  # (B,A)
+    dirs = np.stack([np.cos(ang), np.sin(ang)], axis=-1)  # (B,A,2)
+    fan = (spd[:, None, None, None] * _SCALES[None, :, None, None] * dirs[:, None, :, :]).reshape(len(me_r), -1, 2)
+    cand = np.concatenate([fan, np.zeros((len(me_r), 1, 2))], axis=1)  # (B,C,2), scale-major
+    cand[:, 0] = vp
+    tmin = ttc_min(risky, cand)
+    dev = np.hypot(*(cand - vp[:, None, :]).transpose(2, 0, 1)) / np.maximum(vmax[me_r], 1e-9)[:, None]
+    danger = np.where(tmin < cfg.horizon, (cfg.horizon - tmin) / cfg.horizon, 0.0) * cfg.danger
     left = np.concatenate([np.tile(np.maximum(_ANGLES, 0), len(_SCALES)), [0.0]])
     stop = np.zeros(cand.shape[1])
     stop[-1] = cfg.stop_cost
     cost = dev + danger + cfg.right_bias * left[None, :] + stop[None, :]
     best = np.argmin(cost, axis=1)
-    out[me] = cand[np.arange(len(me)), best]
+    out[me_r] = cand[np.arange(len(me_r)), best]
     return out
 
 

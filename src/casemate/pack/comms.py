@@ -1,7 +1,8 @@
 """Radio: range-limited links, Bernoulli or Gilbert-Elliott (bursty) loss, latency in exchange rounds.
 
 Robots exchange messages only through this model. Each exchange every alive robot broadcasts its
-state; a directed link i->j exists when both are within the smaller of their radio ranges.
+state; a directed link i->j exists when both are within the smaller of their radio ranges and i is
+among the `max_neighbours` nearest senders of j (a receiver cannot decode a whole crowd at once).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class CommsConfig:
     loss_bad: float = 0.8
     latency: float = 0.0  # s
     period: float = 1.0  # s between broadcasts
+    max_neighbours: int = 16  # a receiver decodes at most this many (nearest) senders per exchange
 
 
 class Comms:
@@ -35,21 +37,20 @@ class Comms:
         self._bad = np.zeros(0, dtype=bool)
 
     def links(self, pos3: np.ndarray, radio: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Directed links (src, dst) between alive robots within radio range, sorted."""
+        """Directed links (src, dst): each alive receiver hears its nearest senders within both radio ranges."""
         idx = np.flatnonzero(alive)
         if len(idx) < 2:
             e = np.zeros(0, dtype=np.int64)
             return e, e
-        tree = cKDTree(pos3[idx])
-        pairs = tree.query_pairs(float(radio[idx].max()), output_type="ndarray")
-        if len(pairs) == 0:
-            e = np.zeros(0, dtype=np.int64)
-            return e, e
-        a, b = idx[pairs[:, 0]], idx[pairs[:, 1]]
-        d = np.linalg.norm(pos3[a] - pos3[b], axis=1)
-        ok = d <= np.minimum(radio[a], radio[b])
-        a, b = a[ok], b[ok]
-        src, dst = np.r_[a, b], np.r_[b, a]
+        k = min(self.cfg.max_neighbours + 1, len(idx))
+        dist, nb = cKDTree(pos3[idx]).query(pos3[idx], k=k, distance_upper_bound=float(radio[idx].max()))
+        dist, nb = dist[:, 1:], nb[:, 1:]
+        ok = np.isfinite(dist)
+        dst_l, col = np.nonzero(ok)
+        dst = idx[dst_l]
+        src = idx[nb[dst_l, col]]
+        inrange = dist[dst_l, col] <= np.minimum(radio[src], radio[dst])
+        src, dst = src[inrange], dst[inrange]
         order = np.lexsort((dst, src))
         return src[order], dst[order]
 

@@ -243,7 +243,7 @@ def parse_scenario(data: Any, source: str = "<memory>", base_dir: Path | None = 
                               level, _num(ctx, f"{p}.value", t.get("value", 1.0), positive=True), bool(t.get("visit", True))))
 
     cm = _keys(ctx, "comms", d.get("comms"), {"model", "loss", "p_good_to_bad", "p_bad_to_good", "loss_good", "loss_bad",
-                                              "latency", "period"})
+                                              "latency", "period", "max_neighbours"})
     model = cm.get("model", "bernoulli")
     if model not in ("bernoulli", "gilbert_elliott"):
         raise ctx.fail("comms.model", f"must be bernoulli or gilbert_elliott, got {model!r}")
@@ -256,6 +256,11 @@ def parse_scenario(data: Any, source: str = "<memory>", base_dir: Path | None = 
     for f in ("latency", "period"):
         if f in cm:
             ckw[f] = _num(ctx, f"comms.{f}", cm[f], min_value=0)
+    if "max_neighbours" in cm:
+        mn = cm["max_neighbours"]
+        if isinstance(mn, bool) or not isinstance(mn, int) or mn < 1:
+            raise ctx.fail("comms.max_neighbours", f"must be a whole number >= 1, got {mn!r}")
+        ckw["max_neighbours"] = mn
     comms = CommsConfig(**ckw)
 
     fd = _keys(ctx, "failures", d.get("failures"), {"lose", "random_rate", "cuts", "new_tasks"})

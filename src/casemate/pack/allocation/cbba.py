@@ -208,6 +208,10 @@ class CBBA:
         ordb = np.argsort(b, kind="stable")
         e, j, b = e[ordb], j[ordb], b[ordb]
         bounds = np.searchsorted(b, np.arange(int(rank.max()) + 2))
+        # Relayed timestamps only matter for agents named as winners (the table reads S[., winner] and the
+        # timeout checks winners): each message relays just the columns of the winners that sender and
+        # receiver name, so a round is O(messages x tasks), not O(messages x agents). Direct news
+        # (S[i, k] = now) is kept for every link.
         tmask = np.zeros((self.n, self.m), dtype=bool)  # entries changed by an earlier message this round
         trow = np.zeros(self.n, dtype=bool)
         by_rank = np.argsort(rank, kind="stable")
@@ -228,7 +232,12 @@ class CBBA:
                     tmask[ti, tj] = True
                     trow[ti] = True
             k, i = src[sel_e], dst[sel_e]
-            self.S[i] = np.maximum(self.S[i], Ss[k])
+            if self.m:
+                cols = np.concatenate([Zs[k], self.Z[i]], axis=1)  # (E_b, 2M) the winners either side names
+                ok = cols >= 0
+                ri, cc = np.broadcast_to(i[:, None], cols.shape)[ok], cols[ok]
+                rk = np.broadcast_to(k[:, None], cols.shape)[ok]
+                self.S[ri, cc] = np.maximum(self.S[ri, cc], Ss[rk, cc])
             self.S[i, k] = t
         self._release()
 

@@ -1,0 +1,79 @@
+"""Simulation throughput: steps per second for 1,000 and 10,000 mixed robots with sensing, lossy
+bursty comms (with CBBA over it), collision avoidance and Lloyd surveillance.
+
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_pack_sim.py [--steps 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from casemate.pack.scenario import load_scenario, parse_scenario
+from casemate.pack.sim import Simulation
+
+
+def scaled(n_factor: int) -> object:
+    """The coastal scenario with every robot group (and the area) scaled by n_factor."""
+    sc = load_scenario("coastal-surveillance")
+    raw = dict(sc.raw)
+    if n_factor == 1:
+        return sc
+    k = float(np.sqrt(n_factor))
+    def scale_poly(p):
+        return [[x * k, y * k] for x, y in p]
+    raw["area"] = {"crs": "local", "polygon": scale_poly(raw["area"]["polygon"])}
+    t = dict(raw["terrain"])
+    t["cell"] = t["cell"] * k
+    t["land"] = [scale_poly(p) for p in t.get("land", [])]
+    t["obstacles"] = [scale_poly(p) for p in t.get("obstacles", [])]
+    raw["terrain"] = t
+    raw["no_go"] = [scale_poly(p) for p in raw.get("no_go", [])]
+    raw["robots"] = [{**g, "count": g["count"] * n_factor, "start": [g["start"][0] * k, g["start"][1] * k]} for g in raw["robots"]]
+    raw["targets"] = [{**tg, "position": [tg["position"][0] * k, tg["position"][1] * k]} for tg in raw["targets"]]
+    return parse_scenario(raw, "coastal-x%d" % n_factor)
+
+
+def bench(n_factor: int, steps: int, warm: int) -> dict:
+    sc = scaled(n_factor)
+    sim = Simulation(sc, 0, record_every=10**9, track_redundancy=False)
+    for _ in range(warm):
+        sim.step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        sim.step()
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    m = sim.metrics()
+    return {
+        "robots": len(sim.fleet),
+        "steps_timed": steps,
+        "median_step_ms": round(1000 * med, 2),
+        "steps_per_s_median": round(1 / med, 1),
+        "steps_per_s_mean": round(steps / sum(times), 1),
+        "messages_sent": m["messages_sent"],
+        "messages_lost": m["messages_lost"],
+        "collisions": m["collisions"],
+        "min_separation_m": m["min_separation_m"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--big-steps", type=int, default=40)
+    a = ap.parse_args()
+    out = {"machine": platform.processor() or platform.machine(), "python": platform.python_version()}
+    out["1000"] = bench(1, a.steps, 20)
+    out["10000"] = bench(10, a.big_steps, 5)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
