@@ -36,7 +36,7 @@ def scaled(n_factor: int) -> object:
     raw["no_go"] = [scale_poly(p) for p in raw.get("no_go", [])]
     raw["robots"] = [{**g, "count": g["count"] * n_factor, "start": [g["start"][0] * k, g["start"][1] * k]} for g in raw["robots"]]
     raw["targets"] = [{**tg, "position": [tg["position"][0] * k, tg["position"][1] * k]} for tg in raw["targets"]]
-    return parse_scenario(raw, "coastal-x%d" % n_factor)
+    return parse_scenario(raw, f"coastal-x{n_factor}")
 
 
 def bench(n_factor: int, steps: int, warm: int) -> dict:
