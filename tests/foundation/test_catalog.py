@@ -139,3 +139,46 @@ def test_passwords_and_tokens(ws) -> None:
     ws.users.disable(admin, "dana")
     assert ws.tokens.authenticate(token) is None
     assert ws.users.authenticate("dana", "correct horse battery") is None
+
+
+def test_put_with_source_key_joins_the_asset_and_dedupes(ws) -> None:
+    sam = ws.acting_user("sam")
+    a = ws.catalog.put(sam, b"v1", name="r.wav", kind="audio", label="S", source_key="/data/r.wav")
+    same = ws.catalog.put(sam, b"v1", name="r.wav", kind="audio", label="S", source_key="/data/r.wav")
+    assert same.id == a.id
+    newer = ws.catalog.put(sam, b"v2", name="r.wav", kind="audio", label="S", source_key="/data/r.wav")
+    assert newer.id != a.id and newer.asset_id == a.asset_id
+    with pytest.raises(UsageError, match="lower label"):
+        ws.catalog.put(sam, b"v3", name="r.wav", kind="audio", label="DR", source_key="/data/r.wav")
+
+
+def test_children_are_filtered(ws) -> None:
+    tess, sam = ws.acting_user("tess"), ws.acting_user("sam")
+    parent = ws.catalog.put(tess, b"p", name="p", kind="audio", label="S")
+    low = ws.catalog.put(tess, b"c1", name="c1", kind="transcript", parents=[parent.id])
+    ws.catalog.put(tess, b"c2", name="c2", kind="transcript", label="TS//BRAVO", parents=[parent.id])
+    assert [c.id for c in ws.catalog.children(sam, parent.id)] == [low.id]
+    assert len(ws.catalog.children(tess, parent.id, kind="transcript")) == 2
+    with pytest.raises(NotFound):
+        ws.catalog.children(ws.acting_user("dana"), parent.id)
+
+
+def test_ingest_hooks_chain_their_outputs(ws, tmp_path) -> None:
+    from casemate.catalog.ingest import ingest
+
+    from . import hookfns
+
+    ws.config["hooks"] = {
+        "after_ingest": ["foundation.hookfns:derive", "foundation.hookfns:broken", "foundation.hookfns:record",
+                         "casemate.not_a_module:fn"]
+    }
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    (src / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 10)
+    hookfns.SEEN.clear()
+    report = ingest(ws, ws.acting_user("admin"), [src], "DR")
+    assert [v.name for v in report.derived] == ["a.txt.sum"]
+    assert report.hook_errors == [("foundation.hookfns:broken", "this step failed on purpose")]
+    assert sorted(hookfns.SEEN[0]) == ["a.txt", "a.txt.sum", "b.png"]
+    assert str(report.derived[0].label) == "DR"

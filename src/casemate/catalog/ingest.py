@@ -33,7 +33,8 @@ SMALL = 16 * 1024 * 1024
 # threads create small files 4-10x faster than one).
 IO_THREADS = 4
 MAX_DOCUMENT = 512 * 1024 * 1024
-DEFAULT_HOOKS = ["casemate.assistant.hooks:after_ingest", "casemate.speech.hooks:after_ingest"]
+# In order: transcription first, so the indexer also receives the transcripts it created.
+DEFAULT_HOOKS = ["casemate.speech.hooks:after_ingest", "casemate.assistant.hooks:after_ingest"]
 
 
 @dataclass
@@ -42,6 +43,7 @@ class IngestReport:
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     hook_errors: list[tuple[str, str]] = field(default_factory=list)
+    derived: list[Version] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -263,6 +265,7 @@ class Ingester:
 
     def _hooks(self, report: IngestReport) -> None:
         names = self.ws.config.get("hooks", {}).get("after_ingest", DEFAULT_HOOKS)
+        versions = list(report.ingested)
         for spec in names:
             module_name, _, attr = spec.partition(":")
             try:
@@ -275,9 +278,13 @@ class Ingester:
             if fn is None:
                 continue
             try:
-                fn(self.ws, self.user, list(report.ingested))
+                derived = fn(self.ws, self.user, list(versions))
             except CasemateError as exc:
                 report.hook_errors.append((spec, exc.message))
+                continue
+            if derived:  # versions a hook created (transcripts) go to the hooks after it
+                versions.extend(derived)
+                report.derived.extend(derived)
 
 
 def ingest(

@@ -425,8 +425,14 @@ class Catalog:
         text: str | None = None,
         source_path: str | None = None,
         asset_id: str | None = None,
+        source_key: str | None = None,
     ) -> Version:
-        """Store a new version (a new asset, or a new version of `asset_id`)."""
+        """Store a new version (a new asset, or a new version of `asset_id`).
+
+        With `source_key` (e.g. a resolved file path) the version joins the asset already holding
+        that key, like ingest does: the same content with the same label returns the existing
+        version instead of storing it again.
+        """
         if kind not in KINDS:
             raise UsageError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
         if not name:
@@ -453,6 +459,27 @@ class Catalog:
         except (TypeError, ValueError) as exc:
             raise UsageError(f"metadata must be JSON-serialisable: {exc}") from None
         blob = self.ws.blobs.stage_file(data) if isinstance(data, Path) else self.ws.blobs.stage_bytes(bytes(data))
+        if source_key is not None and asset_pk is None:
+            existing = self.find_by_source(user, [source_key]).get(source_key)
+            if existing is not None:
+                apk, sha, lid = existing
+                if sha == blob.sha256 and self._label(lid) == final:
+                    self.ws.blobs.discard()
+                    with self.ws.engine.connect() as conn:
+                        row = conn.execute(
+                            self._select()
+                            .where(db.versions.c.asset_id == apk, db.versions.c.label_id == lid)
+                            .order_by(db.versions.c.id.desc())
+                            .limit(1)
+                        ).first()
+                    return self._to_version(row)
+                if not final.dominates(self._label(lid)):
+                    self.ws.blobs.discard()
+                    raise UsageError(
+                        f"{source_key} is already in the catalog labelled {format_label(self._label(lid))}; a new "
+                        f"version cannot carry the lower label {format_label(final)} (an officer can declassify it)"
+                    )
+                asset_pk = apk
         nv = NewVersion(
             blob=blob,
             name=name,
@@ -463,9 +490,31 @@ class Catalog:
             metadata=dict(metadata or {}),
             text=text,
             source_path=source_path,
+            source_key=source_key,
             asset_pk=asset_pk,
         )
         return self.insert_batch(user, [nv])[0]
+
+    def children(self, user: User, version_id: str, *, kind: str | None = None) -> list[Version]:
+        """Readable versions derived directly from `version_id` (NotFound if it is not readable)."""
+        row, _ = self._resolve(user, version_id, "children")
+        allowed = self.readable_label_ids(user)
+        with self.ws.engine.connect() as conn:
+            q = (
+                self._select()
+                .join(db.lineage, db.lineage.c.child_id == db.versions.c.id)
+                .where(db.lineage.c.parent_id == row.id, db.versions.c.label_id.in_(allowed))
+            )
+            if kind is not None:
+                q = q.where(db.versions.c.kind == kind)
+            rows = conn.execute(q.order_by(db.versions.c.id)).all()
+            out = []
+            for r in rows:
+                parents = tuple(
+                    pid for _, pid, lid in self._parents_of(conn, r.id) if can_read(user, self._label(lid))
+                )
+                out.append(self._to_version(r, parents))
+        return out
 
     def insert_batch(self, user: User, items: list[NewVersion], pool: Any = None) -> list[Version]:
         """Make staged blobs durable, then insert every version, its lineage, text and audit entry

@@ -9,18 +9,20 @@ from casemate.errors import CasemateError, UsageError
 from casemate.security import User
 
 
-def after_ingest(ws: Any, user: User, versions: list[Any]) -> None:
+def after_ingest(ws: Any, user: User, versions: list[Any]) -> list[Any]:
     """Transcribe each ingested audio (or video) version; other kinds are ignored, cheaply.
 
-    One bad recording does not stop the others: failures are audited and reported together.
+    Returns the new transcripts, which the hooks after this one (the assistant's indexer) receive
+    too. One bad recording does not stop the others: failures are audited and reported together.
     """
     conf = ws.config.get("speech", {}) if isinstance(ws.config, dict) else {}
     if not (isinstance(conf, dict) and conf.get("transcribe_on_ingest")):
-        return
+        return []
     from casemate.speech.transcribe import is_transcribable, transcribe_source
 
     todo = [v for v in versions if is_transcribable(v)]
     failures: list[str] = []
+    created: list[Any] = []
     for v in todo:
         try:
             out = transcribe_source(ws, user, v.id, language=conf.get("language"))
@@ -29,6 +31,8 @@ def after_ingest(ws: Any, user: User, versions: list[Any]) -> None:
             ws.audit.record(user.name, "speech.transcribe_failed", v.id, {"error": exc.message})
             continue
         if not out.reused:
+            created.append(out.transcript)
             print(f"transcribed {v.name} -> {out.transcript.id}", file=sys.stderr)
     if failures:
         raise UsageError("transcription failed for " + "; ".join(failures))
+    return created

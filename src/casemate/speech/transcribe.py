@@ -246,7 +246,7 @@ def is_transcribable(version: Any) -> bool:
 def find_transcript(ws: Any, user: User, audio_id: str, model: str, language: str | None) -> Any | None:
     """An existing transcript of this audio by this model and language setting, if readable."""
     found = None
-    for v in ws.catalog.iter_versions(user, kind="transcript"):
+    for v in ws.catalog.children(user, audio_id, kind="transcript"):
         meta = v.metadata or {}
         if (
             v.parents == (audio_id,)
@@ -327,7 +327,12 @@ def transcribe_source(
             label=label,
             metadata={"format": info.format, "codec": info.codec, "duration": round(result.duration, 3)},
             source_path=str(path.resolve()),
+            source_key=str(path.resolve()),
         )
+        if not force:  # the same recording given again: keep its transcript rather than a copy
+            existing = find_transcript(ws, user, audio.id, engine.name, language)
+            if existing is not None:
+                return TranscribeOutcome(audio, existing, Transcript.from_metadata(existing.metadata), reused=True)
         return TranscribeOutcome(audio, _store(ws, user, audio, result, language, None), result)
     if "/" in source or path.suffix.lower() in {".wav", ".mp3", ".flac", ".ogg", ".mp4"}:
         raise UsageError(f"{source}: no such file")
