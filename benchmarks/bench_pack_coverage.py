@@ -20,10 +20,11 @@ def scenario(lose: bool) -> object:
         "no_go": [[[200, 300], [320, 300], [320, 520], [200, 520]],
                   [[600, 100], [700, 100], [700, 180], [600, 180]],
                   [[550, 650], [800, 650], [800, 720], [550, 720]]],
-        "robots": [{"type": "quadcopter", "count": 10, "start": [50, 50]}],
-        "failures": {"lose": [{"time": 150, "robots": [1, 4, 7]}]} if lose else {},
+        # launched from ten points along the southern edge
+        "robots": [{"type": "quadcopter", "count": 1, "start": [50 + 100 * k, 20]} for k in range(10)],
+        "failures": {"lose": [{"time": 40, "robots": [1, 4, 7]}]} if lose else {},  # about halfway
         "objectives": {"search": True, "visit": False},
-        "duration": 1500, "dt": 0.5,
+        "duration": 600, "dt": 0.5,
     }, "coverage-1km2")
 
 

@@ -88,6 +88,7 @@ class Simulation:
         self._offsets = {ti: footprint_offsets(t.sensor_range, self.world.cell) for ti, t in enumerate(self.fleet.types)}
         self.plans: list[np.ndarray] = [np.zeros((0, 2)) for _ in range(n)]
         self.plan_idx = np.zeros(n, dtype=np.int64)
+        self._wp_since = np.zeros(n)
         self._setup_search()
         tr = track_redundancy if track_redundancy is not None else n * ny * nx <= 4_000_000
         self._inside_prev = np.zeros((n, ny * nx), dtype=bool) if tr else None
@@ -207,6 +208,16 @@ class Simulation:
             for r_i, p in zip(rows, plans, strict=True):
                 self.plans[r_i] = p
                 self.plan_idx[r_i] = 0
+                self._wp_since[r_i] = self.t
+
+    def _search_idle(self) -> bool:
+        f = self.fleet
+        searchers = np.flatnonzero(f.alive & ((self.roles & SEARCH) > 0))
+        if len(searchers) == 0 or not getattr(self, "_search_target", None):
+            return False
+        if any(self.plan_idx[r] < len(self.plans[r]) for r in searchers):
+            return False
+        return self.coverage() < 1.0
 
     # ------------------------------------------------------------------ the step
     def step(self) -> None:
@@ -224,6 +235,10 @@ class Simulation:
             self._replan_at = self.t + self.cbba.cfg.timeout * max(self.sc.comms.period, dt) * 0.2
         if self._replan_at is not None and self.t >= self._replan_at:
             self._replan_at = None
+            self._plan_search(np.ones(n, dtype=bool))
+        elif self.step_no % max(1, int(round(30.0 / dt))) == 0 and self._search_idle():
+            # every searcher has finished (or given up on) its sweep and cells are still unseen:
+            # sweep what is left
             self._plan_search(np.ones(n, dtype=bool))
         for k_ev, ev in enumerate(self.sc.failures.new_tasks):
             if self.t < ev.time <= self.t + dt:
@@ -327,6 +342,11 @@ class Simulation:
             i = self.plan_idx[r]
             while i < len(p) and np.hypot(*(p[i] - f.pos[r])) < w.cell * 0.75:
                 i += 1
+            if i != self.plan_idx[r]:
+                self._wp_since[r] = self.t
+            elif i < len(p) and self.t - self._wp_since[r] > 20.0 + np.hypot(*(p[i] - f.pos[r])) / f.param("max_speed")[r] * 3:
+                i += 1  # blocked (a hold, a wall): give up on this waypoint rather than stall forever
+                self._wp_since[r] = self.t
             self.plan_idx[r] = i
             if i < len(p):
                 goal[r] = p[i]
