@@ -86,3 +86,37 @@ def test_yolo_obb_adapter(tmp_path: Path) -> None:
     i = int(np.where(r.leaf == 1)[0][0])
     assert (r.length[i], r.width[i]) == (20, 6)
     assert abs(r.axis[i] - (0.3 + np.pi / 2)) < 1e-6 and np.isnan(r.heading[i])
+
+
+def test_geojson_labels_over_geotiff_are_read_in_pixels(tmp_path: Path) -> None:
+    """Training data as GeoTIFF + GeoJSON (WGS84 per RFC 7946) gives the same boxes as DOTA would."""
+    import rasterio
+    from pyproj import Transformer
+    from rasterio.transform import from_origin
+
+    from casemate.imagery.datasets import load_dataset
+    from casemate.imagery.dri import DEFAULT_CLASSES
+    from casemate.imagery.synth import generate_scene
+
+    scene = generate_scene(np.random.default_rng(4), size=256, gsd=0.5)
+    assert scene.objects
+    t = from_origin(448000, 5412000, 0.5, 0.5)
+    with rasterio.open(tmp_path / "s.tif", "w", driver="GTiff", width=256, height=256, count=3, dtype="uint8",
+                       crs="EPSG:32631", transform=t) as dst:
+        dst.write(np.moveaxis(scene.image, 2, 0))
+    tr = Transformer.from_crs("EPSG:32631", "EPSG:4326", always_xy=True)
+    feats = []
+    for o in scene.objects:
+        c = o.corners()
+        xs, ys = t.c + c[:, 0] * 0.5, t.f - c[:, 1] * 0.5
+        lon, lat = tr.transform(xs, ys)
+        ring = [[float(a), float(b)] for a, b in zip(lon, lat, strict=True)]
+        feats.append({"type": "Feature", "properties": {"class": o.cls.rsplit("/", 1)[-1]},
+                      "geometry": {"type": "Polygon", "coordinates": [ring + ring[:1]]}})
+    (tmp_path / "s.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    (sample,) = load_dataset(tmp_path, DEFAULT_CLASSES)
+    assert sample.gsd == 0.5 and len(sample.boxes) == len(scene.objects)
+    for b, o in zip(sample.boxes, scene.objects, strict=True):
+        assert abs(b.cx - o.cx) < 0.05 and abs(b.cy - o.cy) < 0.05
+        assert abs(b.length - o.length) < 0.05 and abs(b.width - o.width) < 0.05
+        assert DEFAULT_CLASSES[b.cls] == o.cls

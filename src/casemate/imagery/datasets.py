@@ -104,6 +104,8 @@ def read_dota(label_path: Path, classes: list[str] | tuple[str, ...]) -> tuple[l
 
 def _geojson_samples(tif: Path, geojson: Path, classes: list[str] | tuple[str, ...]) -> Sample:
     import rasterio
+    import shapely.affinity
+    import shapely.ops
     from pyproj import CRS, Transformer
     from shapely.geometry import shape
 
@@ -126,12 +128,11 @@ def _geojson_samples(tif: Path, geojson: Path, classes: list[str] | tuple[str, .
         if idx is None or not feat.get("geometry"):
             continue
         geom = shape(feat["geometry"])
-        rect = geom.minimum_rotated_rectangle
-        xy = np.asarray(rect.exterior.coords)[:4]
+        # Pixels first, then the rectangle: a rectangle fitted in degrees is skewed on the ground.
         if tr is not None:
-            xs, ys = tr.transform(xy[:, 0], xy[:, 1])
-            xy = np.column_stack([xs, ys])
-        px = np.array([inv * (x, y) for x, y in xy])
+            geom = shapely.ops.transform(tr.transform, geom)
+        geom = shapely.affinity.affine_transform(geom, [inv.a, inv.b, inv.d, inv.e, inv.c, inv.f])
+        px = np.asarray(geom.minimum_rotated_rectangle.exterior.coords)[:4]
         boxes.append(box_from_corners(px, idx))
     return Sample(tif, boxes, gsd)
 
