@@ -14,7 +14,7 @@ import importlib
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -147,23 +147,33 @@ class Ingester:
     def _run(self, paths: Sequence[str | Path], report: IngestReport) -> IngestReport:
         batch: list[Found] = []
         seen: set[str] = set()
+        # Pipelined: the pool prepares batch N+1 (reads, hashes, creates blob files) while this
+        # thread makes batch N durable and commits it.
+        in_flight: tuple | None = None
         for found in walk(paths, report):
             if found.key in seen:
                 continue
             seen.add(found.key)
             batch.append(found)
             if len(batch) >= self.batch_size:
-                self._batch(batch, report)
-                batch = []
+                submitted = self._submit(batch)
+                if in_flight is not None:
+                    self._finish(in_flight, report)
+                in_flight, batch = submitted, []
         if batch:
-            self._batch(batch, report)
+            submitted = self._submit(batch)
+            if in_flight is not None:
+                self._finish(in_flight, report)
+            in_flight = submitted
+        if in_flight is not None:
+            self._finish(in_flight, report)
         self._audit_failures(report)
         self.ws.flush()
         if self.run_hooks and report.ingested:
             self._hooks(report)
         return report
 
-    def _prepare(self, found: Found, existing: tuple[int, str, int] | None) -> NewVersion | str:
+    def _prepare(self, found: Found, existing: tuple[int, str, int] | None, lid: int | None) -> NewVersion | str:
         """A staged version, or the string "skip" for unchanged content."""
         if found.size == 0:
             raise ExtractError("empty file (0 bytes): nothing to ingest")
@@ -173,7 +183,7 @@ class Ingester:
             if not data:
                 raise ExtractError("empty file (0 bytes): nothing to ingest")
             sha = hashlib.sha256(data).hexdigest()
-            if existing is not None and existing[1] == sha and existing[2] == self._batch_lid:
+            if existing is not None and existing[1] == sha and existing[2] == lid:
                 return "skip"
             sniffed = sniff(data[:8192], found.name)
             text, meta = extract(sniffed.fmt, data) if sniffed.kind in ("document", "telemetry") else (None, {})
@@ -192,7 +202,7 @@ class Ingester:
                 blob = blobs.stage_bytes(data)
             else:
                 blob = blobs.stage_file(Path(found.path))
-            if existing is not None and existing[1] == blob.sha256 and existing[2] == self._batch_lid:
+            if existing is not None and existing[1] == blob.sha256 and existing[2] == lid:
                 return "skip"
             self._check_existing(existing)
         meta = {"format": sniffed.fmt, **meta}
@@ -210,7 +220,6 @@ class Ingester:
         )
 
     _lid: int | None = None
-    _batch_lid: int | None = None
     _audited_failures = 0
 
     def _label_id(self) -> int | None:
@@ -234,9 +243,11 @@ class Ingester:
                 f"the lower label {format_label(self.label)} (an officer can `casemate declassify` it)"
             )
 
-    def _prepare_safe(self, found: Found, existing: tuple[int, str, int] | None) -> NewVersion | str | tuple[str]:
+    def _prepare_safe(
+        self, found: Found, existing: tuple[int, str, int] | None, lid: int | None
+    ) -> NewVersion | str | tuple[str]:
         try:
-            return self._prepare(found, existing)
+            return self._prepare(found, existing, lid)
         except CasemateError as exc:
             return (exc.message,)
         except OSError as exc:
@@ -245,12 +256,16 @@ class Ingester:
         except MemoryError:
             return ("too large to read into memory",)
 
-    def _batch(self, batch: list[Found], report: IngestReport) -> None:
+    def _submit(self, batch: list[Found]) -> tuple[list[Found], list[Future]]:
         existing = self.catalog.find_by_source(self.user, [f.key for f in batch])
-        self._batch_lid = self._label_id() if existing else None
+        lid = self._label_id() if existing else None
+        return batch, [self._pool.submit(self._prepare_safe, f, existing.get(f.key), lid) for f in batch]
+
+    def _finish(self, submitted: tuple[list[Found], list[Future]], report: IngestReport) -> None:
+        batch, futures = submitted
         items: list[NewVersion] = []
-        results = self._pool.map(lambda f: self._prepare_safe(f, existing.get(f.key)), batch)
-        for found, prepared in zip(batch, results, strict=True):
+        for found, future in zip(batch, futures, strict=True):
+            prepared = future.result()
             if isinstance(prepared, tuple):
                 report.failed.append((found.path, prepared[0]))
             elif prepared == "skip":
@@ -260,7 +275,8 @@ class Ingester:
             if self.progress:
                 self.progress(1)
         self._audit_failures(report)
-        report.ingested.extend(self.catalog.insert_batch(self.user, items, self._pool))
+        # Renames run here, while the pool prepares the next batch.
+        report.ingested.extend(self.catalog.insert_batch(self.user, items))
         self._lid = None
 
     def _hooks(self, report: IngestReport) -> None:
