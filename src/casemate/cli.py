@@ -10,7 +10,6 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import click
@@ -146,16 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"internal error: {type(exc).__name__}: {exc} (set CASEMATE_DEBUG=1 for details)", err=True)
         return 70
     return 0
-
-
-def home_path(home: str | None) -> Path:
-    """The workspace folder named by --home, $CASEMATE_HOME or ~/.casemate."""
-    if home:
-        return Path(home).expanduser()
-    env = os.environ.get("CASEMATE_HOME")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".casemate"
 
 
 if __name__ == "__main__":  # pragma: no cover
