@@ -10,7 +10,7 @@ def test_migrations_upgrade_an_old_schema_and_refuse_a_newer_one(tmp_path) -> No
     with db.write_connection(engine) as conn, conn.begin():
         MIGRATIONS[0](conn)
         conn.execute(db.meta.insert().values(key="schema_version", value="1"))
-    with engine.connect() as conn:
+    with db.write_connection(engine) as conn, conn.begin():
         conn.exec_driver_sql("DROP INDEX IF EXISTS ix_versions_kind")
     assert "ix_versions_kind" not in {i["name"] for i in inspect(engine).get_indexes("versions")}
     assert migrate(engine) == len(MIGRATIONS)
