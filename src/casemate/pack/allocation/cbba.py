@@ -201,7 +201,10 @@ class CBBA:
             if not Ks.all():
                 self.known[recv] |= np.logical_or.reduceat(Ks[src], start, axis=0)
             # bids identify entries: equal bids with different winners would need an exact float tie
-            e, j = np.nonzero(Ys[src] != self.Y[dst])
+            # only tasks on which somebody still disagrees can differ across a link
+            open_j = np.flatnonzero((Ys != Ys[:1]).any(axis=0) | (self.Y != self.Y[:1]).any(axis=0))
+            e, jl = np.nonzero(Ys[src[:, None], open_j[None, :]] != self.Y[dst[:, None], open_j[None, :]])
+            j = open_j[jl]
         else:
             e = j = np.zeros(0, dtype=np.int64)
         b = rank[e]
