@@ -100,6 +100,7 @@ class Simulation:
         self.collisions = 0
         self.min_clearance = math.inf
         self.holds = 0
+        self.redone = 0
         self.lost_robots: list[list[float]] = []
         self.frames: list[dict[str, Any]] = []
         steps = sc.steps
@@ -436,6 +437,11 @@ class Simulation:
         d = np.linalg.norm(f.pos[r] - self.target_pos[self.task_target[j]], axis=1)
         done = d <= self.task_need[r, j] / 0.9
         for ri, jj in zip(r[done], j[done], strict=True):
+            if self.executions[jj] > 0 and not (cb.done[:, jj] & f.alive).any():
+                # everyone who knew it was done is lost: its result went with them, so doing it
+                # again is a redo, not a duplicate
+                self.redone += 1
+                self.executions[jj] -= 1
             self.executions[jj] += 1
             if np.isnan(self.task_done_at[jj]):
                 self.task_done_at[jj] = self.t
@@ -509,6 +515,7 @@ class Simulation:
             "tasks": int(self.cbba.m),
             "tasks_done": int((self.executions > 0).sum()),
             "duplicates": dup,
+            "redone_after_loss": int(self.redone),
             "collisions": int(self.collisions),
             "min_separation_m": round(self.min_clearance, 3) if math.isfinite(self.min_clearance) else None,
             "emergency_holds": int(self.holds),
