@@ -32,7 +32,10 @@ class ChatEngine(Protocol):
     name: str
 
     def stream_chat(self, messages: list[dict[str, str]], *, max_tokens: int = 256,
-                    temperature: float = 0.0) -> Iterator[str]: ...
+                    temperature: float = 0.0, stats: dict[str, Any] | None = None) -> Iterator[str]:
+        """Yield the reply's text pieces; when `stats` is given, fill it with what the engine reports
+        at the end (`usage` token counts, llama.cpp's `timings`) where it reports anything."""
+        ...
 
 
 def default_gguf_path() -> Path:
@@ -58,7 +61,8 @@ class EngineError(CasemateError):
 class XLlamaEngine:
     """A GGUF model run in-process by llama.cpp (xllamacpp)."""
 
-    def __init__(self, gguf_path: str | Path, *, n_ctx: int = 4096, threads: int = 1, seed: int = 42) -> None:
+    def __init__(self, gguf_path: str | Path, *, n_ctx: int = 4096, threads: int = 1, seed: int = 42,
+                 cache_prompt: bool = False) -> None:
         path = Path(gguf_path)
         if not path.is_file():
             raise ModelMissing(f"GGUF model file not found: {path}: copy the .gguf file there or fix "
@@ -88,6 +92,10 @@ class XLlamaEngine:
         params.verbosity = int(os.environ.get("CASEMATE_LLAMA_VERBOSITY", "-1"))  # no prompt text in logs
         self.name = path.stem
         self.path = path
+        # Off by default: one slot serves every user, and a reused prompt prefix answers faster, so
+        # timing would tell a user whether a guessed text (say, another user's sources) was the
+        # previous prompt. Turn on only where all users share one clearance.
+        self.cache_prompt = cache_prompt
         self._server = xlc.Server(params)
 
     @property
@@ -134,16 +142,24 @@ class XLlamaEngine:
         finally:
             stop.set()
 
-    def stream_chat(self, messages: list[dict[str, str]], *, max_tokens: int = 256,
-                    temperature: float = 0.0) -> Iterator[str]:
+    def request(self, messages: list[dict[str, str]], *, max_tokens: int = 256,
+                temperature: float = 0.0) -> dict[str, Any]:
+        """The llama.cpp request `stream_chat` sends (the benchmark sends the very same one)."""
         # a little repeat penalty keeps very small models out of loops
-        request = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature,
-                   "repeat_penalty": 1.15}
+        return {"messages": messages, "max_tokens": max_tokens, "temperature": temperature,
+                "repeat_penalty": 1.15, "cache_prompt": self.cache_prompt,
+                "stream_options": {"include_usage": True}}
+
+    def stream_chat(self, messages: list[dict[str, str]], *, max_tokens: int = 256,
+                    temperature: float = 0.0, stats: dict[str, Any] | None = None) -> Iterator[str]:
+        request = self.request(messages, max_tokens=max_tokens, temperature=temperature)
         for chunk in self.raw_stream(request):
             for choice in chunk.get("choices", []):
                 piece = (choice.get("delta") or {}).get("content")
                 if piece:
                     yield piece
+            if stats is not None:
+                _collect_stats(chunk, stats)
 
 
 class OpenAIEngine:
@@ -159,12 +175,12 @@ class OpenAIEngine:
         self._timeout = timeout
 
     def stream_chat(self, messages: list[dict[str, str]], *, max_tokens: int = 256,
-                    temperature: float = 0.0) -> Iterator[str]:
+                    temperature: float = 0.0, stats: dict[str, Any] | None = None) -> Iterator[str]:
         import httpx
 
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
-                "temperature": temperature, "stream": True}
+                "temperature": temperature, "stream": True, "stream_options": {"include_usage": True}}
         try:
             with httpx.stream("POST", f"{self.base_url}/chat/completions", json=body, headers=headers,
                               timeout=self._timeout) as resp:
@@ -183,8 +199,16 @@ class OpenAIEngine:
                         piece = (choice.get("delta") or {}).get("content")
                         if piece:
                             yield piece
+                    if stats is not None:
+                        _collect_stats(chunk, stats)
         except httpx.HTTPError as exc:
             raise EngineError(f"cannot reach the upstream model server at {self.base_url}: {exc}") from exc
+
+
+def _collect_stats(chunk: dict[str, Any], stats: dict[str, Any]) -> None:
+    for key in ("usage", "timings"):
+        if isinstance(chunk.get(key), dict):
+            stats[key] = chunk[key]
 
 
 _ENGINES: dict[str, ChatEngine] = {}
@@ -208,7 +232,8 @@ def engine_from_config(config: dict[str, Any], models_dir: Path | None = None) -
             else:
                 path = default_gguf_path()
             engine: ChatEngine = XLlamaEngine(path, n_ctx=int(spec.get("n_ctx", 4096)),
-                                              threads=int(spec.get("threads", 1)))
+                                              threads=int(spec.get("threads", 1)),
+                                              cache_prompt=bool(spec.get("cache_prompt", False)))
         elif kind == "openai":
             if not spec.get("base_url") or not spec.get("model"):
                 raise UsageError("assistant.engine of type 'openai' needs base_url and model in config.json")

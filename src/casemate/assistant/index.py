@@ -15,8 +15,9 @@ import json
 import math
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,16 @@ CREATE TABLE IF NOT EXISTS versions (
 );
 CREATE TABLE IF NOT EXISTS chunks (
   id INTEGER PRIMARY KEY, version_id TEXT NOT NULL REFERENCES versions(version_id) ON DELETE CASCADE,
-  ord INTEGER NOT NULL, label TEXT NOT NULL, anchor TEXT NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL
+  ord INTEGER NOT NULL, label TEXT NOT NULL, anchor TEXT NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL,
+  n_tokens INTEGER, terms BLOB, tfs BLOB
 );
 CREATE INDEX IF NOT EXISTS chunks_version ON chunks(version_id);
+CREATE TABLE IF NOT EXISTS vocab (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE);
 """
+# BM25 input stored per chunk at indexing time, so loading never tokenises: n_tokens (the chunk's
+# length in tokens), terms (its distinct term ids, uint32, ascending) and tfs (their counts, uint16)
+TERM_DTYPE = np.dtype("<u4")
+TF_DTYPE = np.dtype("<u2")
 
 BM25_K1 = 1.2
 BM25_B = 0.75
@@ -109,6 +116,28 @@ class IndexStore:
                 f"the index {self.path} was built with embedder {stored['embedder']} (dim {stored['dim']}), "
                 f"not {embedder_name} (dim {dim}): delete that file and run `casemate index` to rebuild it"
             )
+        self._migrate()
+
+    def _migrate(self, force: bool = False) -> None:
+        """Files written before the BM25 columns existed get them (tokenised once, here)."""
+        con = self._con()
+        cols = {r[1] for r in con.execute("PRAGMA table_info(chunks)")}
+        if {"n_tokens", "terms", "tfs"} <= cols and not force:
+            return  # every writer of such a file stores the columns with each chunk
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            cols = {r[1] for r in con.execute("PRAGMA table_info(chunks)")}
+            for c, sql_type in (("n_tokens", "INTEGER"), ("terms", "BLOB"), ("tfs", "BLOB")):
+                if c not in cols:
+                    con.execute(f"ALTER TABLE chunks ADD COLUMN {c} {sql_type}")
+            rows = con.execute("SELECT id, text FROM chunks WHERE terms IS NULL").fetchall()
+            encoded = _encode_bm25(con, [r[1] for r in rows])
+            con.executemany("UPDATE chunks SET n_tokens=?, terms=?, tfs=? WHERE id=?",
+                            [(*e, r[0]) for e, r in zip(encoded, rows, strict=True)])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
 
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
@@ -139,27 +168,35 @@ class IndexStore:
 
     def add_version(self, info: VersionInfo, drafts: Sequence[ChunkDraft], vectors: np.ndarray) -> None:
         """Add (or replace) one version and its chunks in one transaction."""
-        if len(drafts) != len(vectors):
-            raise ValueError("one vector per chunk")
-        label = format_label(info.label)
-        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.add_versions([(info, drafts, vectors)])
+
+    def add_versions(self, items: Sequence[tuple[VersionInfo, Sequence[ChunkDraft], np.ndarray]]) -> None:
+        """Add (or replace) versions and their chunks, all in one transaction."""
+        for _, drafts, vectors in items:
+            if len(drafts) != len(vectors):
+                raise ValueError("one vector per chunk")
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         try:
-            con.execute("DELETE FROM versions WHERE version_id=?", (info.version_id,))
-            con.execute(
-                "INSERT INTO versions VALUES (?,?,?,?,?,?,?)",
-                (info.version_id, info.asset_id, info.name, info.kind, label, len(drafts),
-                 sum(len(d.text) for d in drafts)),
-            )
-            con.executemany(
-                "INSERT INTO chunks(version_id, ord, label, anchor, text, vector) VALUES (?,?,?,?,?,?)",
-                [
-                    (info.version_id, i, label, json.dumps(d.anchor, ensure_ascii=False), d.text,
-                     vecs[i].tobytes())
-                    for i, d in enumerate(drafts)
-                ],
-            )
+            for info, drafts, vectors in items:
+                label = format_label(info.label)
+                vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+                bm25 = _encode_bm25(con, [d.text for d in drafts])
+                con.execute("DELETE FROM versions WHERE version_id=?", (info.version_id,))
+                con.execute(
+                    "INSERT INTO versions VALUES (?,?,?,?,?,?,?)",
+                    (info.version_id, info.asset_id, info.name, info.kind, label, len(drafts),
+                     sum(len(d.text) for d in drafts)),
+                )
+                con.executemany(
+                    "INSERT INTO chunks(version_id, ord, label, anchor, text, vector, n_tokens, terms, tfs) "
+                    "VALUES (?,?,?,?,?,?,?,?,?)",
+                    [
+                        (info.version_id, i, label, json.dumps(d.anchor, ensure_ascii=False), d.text,
+                         vecs[i].tobytes(), *bm25[i])
+                        for i, d in enumerate(drafts)
+                    ],
+                )
             con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
             con.execute("COMMIT")
         except BaseException:
@@ -179,7 +216,8 @@ class IndexStore:
             raise
 
     def load(self) -> tuple[int, SearchIndex]:
-        """Read everything into a SearchIndex (one consistent snapshot)."""
+        """Read everything into a SearchIndex (one consistent snapshot). No tokenising: the BM25
+        postings are assembled with numpy from the term ids stored at indexing time."""
         con = self._con()
         con.execute("BEGIN")
         try:
@@ -188,17 +226,52 @@ class IndexStore:
                 r[0]: VersionInfo(r[0], r[1], r[2], r[3], parse_label(r[4]))
                 for r in con.execute("SELECT version_id, asset_id, name, kind, label FROM versions")
             }
-            rows = con.execute("SELECT id, version_id, label, anchor, text, vector FROM chunks").fetchall()
+            vocab = dict(con.execute("SELECT term, id FROM vocab"))
+            rows = con.execute(
+                "SELECT id, version_id, label, anchor, text, vector, n_tokens, terms, tfs FROM chunks"
+            ).fetchall()
         finally:
             con.execute("COMMIT")
-        records = [
-            ChunkRecord(r[0], versions[r[1]], parse_label(r[2]), json.loads(r[3]), r[4]) for r in rows
-        ]
-        if rows:
-            vectors = np.frombuffer(b"".join(r[5] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-        else:
-            vectors = np.zeros((0, self.dim), dtype=np.float32)
-        return gen, SearchIndex(records, vectors)
+        if any(r[7] is None for r in rows):  # written by an older release since we opened it
+            self._migrate(force=True)
+            return self.load()
+        n = len(rows)
+        if not n:
+            return gen, SearchIndex([], np.zeros((0, self.dim), dtype=np.float32))
+        cols = list(zip(*rows, strict=True))
+        labels = {key: parse_label(key) for key in set(cols[2])}
+        terms = np.frombuffer(b"".join(cols[7]), dtype=TERM_DTYPE)
+        tfs = np.frombuffer(b"".join(cols[8]), dtype=TF_DTYPE)
+        n_terms = np.fromiter((len(b) for b in cols[7]), dtype=np.int64, count=n) // TERM_DTYPE.itemsize
+        index = SearchIndex.from_columns(
+            chunk_ids=np.array(cols[0], dtype=np.int64),
+            versions=[versions[v] for v in cols[1]],
+            labels=[labels[k] for k in cols[2]],
+            anchors=list(cols[3]),
+            texts=list(cols[4]),
+            vectors=np.frombuffer(b"".join(cols[5]), dtype=np.float32).reshape(n, -1),
+            doc_len=np.array(cols[6], dtype=np.float32),
+            terms=terms, tfs=tfs, n_terms=n_terms, vocab=vocab,
+        )
+        return gen, index
+
+
+def _encode_bm25(con: sqlite3.Connection, texts: Sequence[str]) -> list[tuple[int, bytes, bytes]]:
+    """(n_tokens, term ids, counts) per text; new terms get ids in the vocab table (same transaction)."""
+    counted = [Counter(tokenize(t)) for t in texts]
+    new_terms = sorted({term for c in counted for term in c})
+    con.executemany("INSERT OR IGNORE INTO vocab(term) VALUES (?)", [(t,) for t in new_terms])
+    ids: dict[str, int] = {}
+    for i in range(0, len(new_terms), 500):
+        part = new_terms[i : i + 500]
+        q = f"SELECT term, id FROM vocab WHERE term IN ({','.join('?' * len(part))})"
+        ids.update(con.execute(q, part).fetchall())
+    out = []
+    for c in counted:
+        pairs = sorted((ids[term], min(tf, 65535)) for term, tf in c.items())
+        out.append((sum(c.values()), np.array([p[0] for p in pairs], dtype=TERM_DTYPE).tobytes(),
+                    np.array([p[1] for p in pairs], dtype=TF_DTYPE).tobytes()))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,63 +281,86 @@ class ChunkRecord:
     label: Label
     anchor: dict[str, Any]
     text: str
-    tokens: list[str] | None = field(default=None)
 
 
 class SearchIndex:
     """Immutable in-memory index, partitioned by label (see the module docstring)."""
 
-    def __init__(self, records: Sequence[ChunkRecord], vectors: np.ndarray,
-                 tokens: Sequence[list[str]] | None = None) -> None:
-        keys = [format_label(r.label) for r in records]
-        order = sorted(range(len(records)), key=lambda i: (keys[i], records[i].chunk_id))
-        self.records: list[ChunkRecord] = [records[i] for i in order]
-        self.vectors = np.ascontiguousarray(vectors[order] if len(order) else vectors, dtype=np.float32)
+    def __init__(self, records: Sequence[ChunkRecord], vectors: np.ndarray) -> None:
+        """From records (tests, benchmarks): tokenises here, in Python. `IndexStore.load` does not."""
+        vocab: dict[str, int] = {}
+        terms: list[int] = []
+        tfs: list[int] = []
+        n_terms, doc_len = [], []
+        for r in records:
+            c = Counter(tokenize(r.text))
+            pairs = sorted((vocab.setdefault(term, len(vocab)), tf) for term, tf in c.items())
+            terms.extend(p[0] for p in pairs)
+            tfs.extend(p[1] for p in pairs)
+            n_terms.append(len(pairs))
+            doc_len.append(sum(c.values()))
+        self._init(
+            chunk_ids=np.array([r.chunk_id for r in records], dtype=np.int64),
+            versions=[r.version for r in records], labels=[r.label for r in records],
+            anchors=[r.anchor for r in records], texts=[r.text for r in records],
+            vectors=np.asarray(vectors, dtype=np.float32).reshape(len(records), -1) if len(records) else vectors,
+            doc_len=np.array(doc_len, dtype=np.float32), terms=np.array(terms, dtype=np.int64),
+            tfs=np.array(tfs, dtype=np.float32), n_terms=np.array(n_terms, dtype=np.int64), vocab=vocab,
+        )
+
+    @classmethod
+    def from_columns(cls, **columns: Any) -> SearchIndex:
+        """From per-chunk columns (what `IndexStore.load` reads); see `_init` for the names."""
+        self = cls.__new__(cls)
+        self._init(**columns)
+        return self
+
+    def _init(self, *, chunk_ids: np.ndarray, versions: list[VersionInfo], labels: list[Label],
+              anchors: list[Any], texts: list[str], vectors: np.ndarray, doc_len: np.ndarray,
+              terms: np.ndarray, tfs: np.ndarray, n_terms: np.ndarray, vocab: dict[str, int]) -> None:
+        n = len(chunk_ids)
+        keys = [format_label(lb) for lb in labels]
+        distinct = sorted(set(keys))
+        code_of = {k: i for i, k in enumerate(distinct)}
+        codes = np.fromiter((code_of[k] for k in keys), dtype=np.int64, count=n)
+        order = np.lexsort((chunk_ids, codes))  # by label, then chunk id
+        self.chunk_ids = chunk_ids[order]
+        self._versions = [versions[i] for i in order]
+        self._labels = [labels[i] for i in order]
+        self._anchors = [anchors[i] for i in order]  # JSON text until a hit needs it
+        self.texts = [texts[i] for i in order]
+        self.vectors = np.ascontiguousarray(vectors[order] if n else vectors, dtype=np.float32)
         self.dim = int(self.vectors.shape[1]) if self.vectors.ndim == 2 else 0
         # label partitions: [start, end) per distinct label
-        self.labels: list[Label] = []
-        self.ranges: list[tuple[int, int]] = []
-        for pos, i in enumerate(order):
-            if not self.labels or keys[i] != format_label(self.labels[-1]):
-                if self.ranges:
-                    self.ranges[-1] = (self.ranges[-1][0], pos)
-                self.labels.append(records[i].label)
-                self.ranges.append((pos, pos))
-        if self.ranges:
-            self.ranges[-1] = (self.ranges[-1][0], len(order))
-        # BM25 postings: per term, sorted chunk positions and term frequencies
-        toks = [tokens[i] for i in order] if tokens is not None else [tokenize(r.text) for r in self.records]
-        self.doc_len = np.array([len(t) for t in toks], dtype=np.float32)
+        sorted_codes = codes[order]
+        bounds = np.searchsorted(sorted_codes, np.arange(len(distinct) + 1))
+        self.labels: list[Label] = [parse_label(k) for k in distinct]
+        self.ranges: list[tuple[int, int]] = [(int(bounds[i]), int(bounds[i + 1])) for i in range(len(distinct))]
+        # BM25: per-chunk lengths, then postings (per term, sorted chunk positions and frequencies)
+        self.doc_len = np.asarray(doc_len, dtype=np.float32)[order] if n else np.zeros(0, np.float32)
         self._len_cumsum = np.concatenate([[0.0], np.cumsum(self.doc_len, dtype=np.float64)])
-        vocab: dict[str, int] = {}
-        term_ids: list[int] = []
-        doc_ids: list[int] = []
-        for pos, t in enumerate(toks):
-            for term in set(t):
-                term_ids.append(vocab.setdefault(term, len(vocab)))
-                doc_ids.append(pos)
-        tf_list = []
-        for t in toks:
-            counts: dict[str, int] = {}
-            for term in t:
-                counts[term] = counts.get(term, 0) + 1
-            tf_list.extend(counts[term] for term in set(t))  # same set() order as above
         self.vocab = vocab
-        if term_ids:
-            t_arr = np.array(term_ids, dtype=np.int64)
-            d_arr = np.array(doc_ids, dtype=np.int64)
-            f_arr = np.array(tf_list, dtype=np.float32)
-            o = np.lexsort((d_arr, t_arr))
+        n_vocab = max(vocab.values(), default=-1) + 1
+        if len(terms):
+            position = np.empty(n, dtype=np.int64)
+            position[order] = np.arange(n)
+            t_arr = np.asarray(terms, dtype=np.int64)
+            d_arr = np.repeat(position, n_terms)
+            o = np.argsort(t_arr * max(n, 1) + d_arr)  # by term, then chunk position
             self._post_docs = d_arr[o]
-            self._post_tf = f_arr[o]
-            self._post_ptr = np.searchsorted(t_arr[o], np.arange(len(vocab) + 1))
+            self._post_tf = np.asarray(tfs, dtype=np.float32)[o]
+            self._post_ptr = np.searchsorted(t_arr[o], np.arange(n_vocab + 1))
         else:
             self._post_docs = np.zeros(0, dtype=np.int64)
             self._post_tf = np.zeros(0, dtype=np.float32)
-            self._post_ptr = np.zeros(1, dtype=np.int64)
+            self._post_ptr = np.zeros(n_vocab + 1, dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.chunk_ids)
+
+    def _anchor(self, pos: int) -> dict[str, Any]:
+        a = self._anchors[pos]
+        return json.loads(a) if isinstance(a, str) else a
 
     def allowed_ranges(self, user: User) -> list[tuple[int, int]]:
         """The slices of chunks `user` may read: the one place the policy is asked."""
@@ -293,19 +389,18 @@ class SearchIndex:
         best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         hits = []
         for pos, score in best:
-            rec = self.records[pos]
-            if not can_read(user, rec.label):  # belt and braces: cannot happen by construction
+            label = self._labels[pos]
+            if not can_read(user, label):  # belt and braces: cannot happen by construction
                 continue
             dense = d_by_pos.get(pos)
             if dense is None and query_vector is not None:
                 dense = float(self.vectors[pos] @ query_vector)
+            v = self._versions[pos]
             hits.append(
-                Hit(rec.chunk_id, rec.version.version_id, rec.version.asset_id, rec.version.name,
-                    rec.version.kind, rec.label, rec.anchor, rec.text, score, b_by_pos.get(pos, 0.0),
-                    dense if dense is not None else 0.0)
+                Hit(int(self.chunk_ids[pos]), v.version_id, v.asset_id, v.name, v.kind, label, self._anchor(pos),
+                    self.texts[pos], score, b_by_pos.get(pos, 0.0), dense if dense is not None else 0.0)
             )
         return hits
-
     def _bm25(self, ranges: list[tuple[int, int]], terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if not terms:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)

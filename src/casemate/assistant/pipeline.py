@@ -170,6 +170,7 @@ class AnswerStream:
         ]
         self.messages = build_messages(question, hits, language, history) if hits else []
         self._max_tokens = max_tokens
+        self.stats: dict[str, Any] = {}  # the engine's own token counts and timings, once done
         self.answer: Answer | None = None
         self._iterated = False
 
@@ -184,7 +185,8 @@ class AnswerStream:
         else:
             neutral = StreamNeutraliser()
             engine = self._assistant.engine
-            for raw in engine.stream_chat(self.messages, max_tokens=self._max_tokens, temperature=0.0):
+            for raw in engine.stream_chat(self.messages, max_tokens=self._max_tokens, temperature=0.0,
+                                          stats=self.stats):
                 out = neutral.feed(raw)
                 if out:
                     pieces.append(out)

@@ -253,7 +253,7 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
             return {"id": cid, "object": "chat.completion", "created": created, "model": MODEL_ID,
                     "choices": [{"index": 0, "finish_reason": "stop",
                                  "message": {"role": "assistant", "content": answer.text}}],
-                    "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                    "usage": _usage(stream.stats),
                     **extra, "conversation_id": answer.conversation_id}
 
         def events() -> Iterator[bytes]:
@@ -277,6 +277,13 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
         return StreamingResponse(events(), media_type="text/event-stream")
 
     return app
+
+
+def _usage(stats: dict[str, Any]) -> dict[str, int]:
+    """The engine's own token counts (zeros when nothing was generated, or the engine reports none)."""
+    usage = stats.get("usage") or {}
+    prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error",
