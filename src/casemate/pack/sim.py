@@ -89,6 +89,7 @@ class Simulation:
         self.plans: list[np.ndarray] = [np.zeros((0, 2)) for _ in range(n)]
         self.plan_idx = np.zeros(n, dtype=np.int64)
         self._wp_since = np.zeros(n)
+        self._any_plan = False
         self._setup_search()
         tr = track_redundancy if track_redundancy is not None else n * ny * nx <= 4_000_000
         self._inside_prev = np.zeros((n, ny * nx), dtype=bool) if tr else None
@@ -207,6 +208,7 @@ class Simulation:
             swath = (2 * math.floor(r / w.cell) + 1) * w.cell
             plans = plan_search(w, tgt & uncovered, w.allowed[dname], f.pos[rows], swath)
             for r_i, p in zip(rows, plans, strict=True):
+                self._any_plan = True
                 self.plans[r_i] = p
                 self.plan_idx[r_i] = 0
                 self._wp_since[r_i] = self.t
@@ -338,7 +340,8 @@ class Simulation:
             goal[r] = self.task_goal[r, head[r]]
         # search plans
         free = np.isnan(goal[:, 0]) & f.alive
-        for r in np.flatnonzero(free):
+        has_plan = np.array([self.plan_idx[r] < len(self.plans[r]) for r in range(n)]) if self._any_plan else np.zeros(n, dtype=bool)
+        for r in np.flatnonzero(free & has_plan):
             p = self.plans[r]
             i = self.plan_idx[r]
             while i < len(p) and np.hypot(*(p[i] - f.pos[r])) < w.cell * 0.75:
