@@ -203,8 +203,11 @@ class CBBA:
             # bids identify entries: equal bids with different winners would need an exact float tie
             # only tasks on which somebody still disagrees can differ across a link
             open_j = np.flatnonzero((Ys != Ys[:1]).any(axis=0) | (self.Y != self.Y[:1]).any(axis=0))
-            e, jl = np.nonzero(Ys[src[:, None], open_j[None, :]] != self.Y[dst[:, None], open_j[None, :]])
-            j = open_j[jl]
+            if 2 * len(open_j) > self.m:
+                e, j = np.nonzero(Ys[src] != self.Y[dst])
+            else:
+                e, jl = np.nonzero(Ys[:, open_j][src] != self.Y[:, open_j][dst])
+                j = open_j[jl]
         else:
             e = j = np.zeros(0, dtype=np.int64)
         b = rank[e]
@@ -235,7 +238,9 @@ class CBBA:
                     tmask[ti, tj] = True
                     trow[ti] = True
             k, i = src[sel_e], dst[sel_e]
-            if self.m:
+            if 2 * self.m >= self.n:  # relaying whole rows is cheaper than picking the winners' columns
+                self.S[i] = np.maximum(self.S[i], Ss[k])
+            elif self.m:
                 cols = np.concatenate([Zs[k], self.Z[i]], axis=1)  # (E_b, 2M) the winners either side names
                 ok = cols >= 0
                 ri, cc = np.broadcast_to(i[:, None], cols.shape)[ok], cols[ok]
