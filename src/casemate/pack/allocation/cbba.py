@@ -220,6 +220,19 @@ class CBBA:
         # (S[i, k] = now) is kept for every link.
         tmask = np.zeros((self.n, self.m), dtype=bool)  # entries changed by an earlier message this round
         trow = np.zeros(self.n, dtype=bool)
+        if len(e) == 0:
+            # nothing to merge (the steady state): timestamps can be relayed in one go, order is moot
+            if 2 * self.m >= self.n:
+                self.S[recv] = np.maximum(self.S[recv], np.maximum.reduceat(Ss[src], start, axis=0))
+            elif self.m:
+                cols = np.concatenate([Zs[src], self.Z[dst]], axis=1)
+                ok = cols >= 0
+                ri, cc = np.broadcast_to(dst[:, None], cols.shape)[ok], cols[ok]
+                rk = np.broadcast_to(src[:, None], cols.shape)[ok]
+                np.maximum.at(self.S, (ri, cc), Ss[rk, cc])
+            self.S[dst, src] = t
+            self._release()
+            return
         by_rank = np.argsort(rank, kind="stable")
         rank_bounds = np.searchsorted(rank[by_rank], np.arange(int(rank.max()) + 2))
         for r in range(int(rank.max()) + 1):
