@@ -30,6 +30,7 @@ def export_onnx(net: OrientedCenterNet, out_dir: Path, *, classes: list[str], ma
                           "peaks": {0: "n", 2: "oh", 3: "ow"}, "reg": {0: "n", 2: "oh", 3: "ow"}},
             do_constant_folding=True,
         )
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model is meant to be shared
         os.replace(tmp, out_dir / "model.onnx")
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -48,5 +49,6 @@ def export_onnx(net: OrientedCenterNet, out_dir: Path, *, classes: list[str], ma
     fd, tmpj = tempfile.mkstemp(dir=out_dir, suffix=".json.tmp")
     with os.fdopen(fd, "w") as fh:
         json.dump(manifest, fh, indent=2)
+    os.chmod(tmpj, 0o644)
     os.replace(tmpj, out_dir / "manifest.json")
     return out_dir / "manifest.json"
