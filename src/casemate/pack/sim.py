@@ -91,6 +91,10 @@ class Simulation:
         self._wp_since = np.zeros(n)
         self._any_plan = False
         self._setup_search()
+        if not self.cover_target.any():
+            # no search objective: coverage still reports the share of the robots' domains seen so far
+            for d in np.unique(self.fleet.domain):
+                self.cover_target |= self.world.allowed[DOMAINS[d]]
         tr = track_redundancy if track_redundancy is not None else n * ny * nx <= 4_000_000
         self._inside_prev = np.zeros((n, ny * nx), dtype=bool) if tr else None
         self.visits = 0
