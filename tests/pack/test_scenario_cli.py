@@ -94,3 +94,25 @@ def test_pettingzoo_parallel_api() -> None:
     from casemate.pack.env import PackEnv
 
     parallel_api_test(PackEnv("harbour-search", max_steps=20), num_cycles=25)
+
+
+def test_lonlat_area_and_geojson_points(tmp_path: Path) -> None:
+    gj = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-4.49, 48.39]}, "properties": {}},
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [10.0, 10.0]}, "properties": {}},  # outside
+    ]}
+    (tmp_path / "poi.geojson").write_text(json.dumps(gj))
+    scen = {
+        "area": {"crs": "lonlat", "polygon": [[-4.50, 48.38], [-4.48, 48.38], [-4.48, 48.40], [-4.50, 48.40]]},
+        "robots": [{"type": "quadcopter", "count": 2, "start": [-4.495, 48.385]}],
+        "targets": [{"geojson": "poi.geojson", "level": "R"}],
+        "failures": {"cuts": [{"start": 0, "end": 10, "x": -4.49}]},
+        "duration": 5,
+    }
+    path = tmp_path / "brest.yaml"
+    path.write_text(yaml.safe_dump(scen))
+    sc = load_scenario(path)
+    x0, y0, x1, y1 = sc.world.extent
+    assert 1300 < x1 - x0 < 1600 and 2100 < y1 - y0 < 2300  # 0.02 deg lon at 48.4N, 0.02 deg lat, in metres
+    assert len(sc.targets) == 1 and sc.targets[0].level == "R"
+    assert abs(sc.targets[0].position[0] - sc.failures.cuts[0].value) < 1e-6  # same projection for both

@@ -282,7 +282,7 @@ def parse_scenario(data: Any, source: str = "<memory>", base_dir: Path | None = 
         ev = _keys(ctx, p, ev, {"start", "end", "x", "y", "robots"})
         axis, value = ("x", ev["x"]) if "x" in ev else ("y", ev.get("y", 0.0))
         cuts.append(Cut(_num(ctx, f"{p}.start", ev.get("start"), min_value=0), _num(ctx, f"{p}.end", ev.get("end"), min_value=0),
-                        axis, float(proj(np.array([[value, value]]))[0][0 if axis == "x" else 1]) if crs == "local" else float(value),
+                        axis, float(proj(np.array([[_num(ctx, f"{p}.{axis}", value), float(value)]]))[0][0 if axis == "x" else 1]),
                         tuple(int(r) for r in (ev.get("robots") or []))))
     new_tasks = []
     for i, ev in enumerate(fd.get("new_tasks") or []):
