@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from casemate.pack.scenario import parse_scenario
 from casemate.pack.sim import Simulation, circle_swap
@@ -45,9 +46,10 @@ def test_minimum_separation_holds_in_a_crowd() -> None:
     assert res["min_clearance_m"] >= 0.5 - 1e-9  # the configured margin
 
 
-def test_circle_swap_small_makespan() -> None:
-    res = circle_swap(10)
-    assert res["collisions"] == 0 and res["arrived"] == 10
+@pytest.mark.parametrize("n", [10, 100])
+def test_circle_swap_makespan(n: int) -> None:
+    res = circle_swap(n)
+    assert res["collisions"] == 0 and res["arrived"] == n
     assert res["makespan_s"] <= 2 * res["straight_line_s"]
 
 

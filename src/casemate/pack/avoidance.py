@@ -22,11 +22,11 @@ _SCALES = np.array([1.0, 0.5], dtype=np.float64)
 
 @dataclass(frozen=True)
 class AvoidanceConfig:
-    horizon: float = 6.0  # s: look-ahead for time to collision
-    neighbours: int = 8
+    horizon: float = 5.0  # s: look-ahead for time to collision
+    neighbours: int = 10
     margin: float = 0.5  # m added to the sum of radii for the guaranteed separation
-    right_bias: float = 0.05
-    stop_cost: float = 0.0  # extra cost of standing still (keeps a crowd flowing instead of jamming)
+    right_bias: float = 0.6  # cost per radian of turning left: everyone passes on the right
+    stop_cost: float = 0.5  # extra cost of standing still (keeps a crowd flowing instead of jamming)
     danger: float = 4.0
 
 
@@ -117,8 +117,13 @@ def separation_filter(
     radius: np.ndarray,
     active: np.ndarray,
     margin: float,
+    priority: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Hold robots whose move would break the separation; returns (held mask, final 3-D positions)."""
+    """Hold robots whose move would break the separation; returns (held mask, final 3-D positions).
+
+    In a pair that would come too close, only the robot of lower `priority` holds first (if one of
+    them already holds, the other does): holding both would freeze symmetric crowds for good. The
+    loop re-checks until no pair is too close; holding everyone is always safe, so it terminates."""
     pos = pos3_new.copy()
     held = np.zeros(len(pos), dtype=bool)
     idx = np.flatnonzero(active)
@@ -135,7 +140,14 @@ def separation_filter(
         bad = d < radius[i] + radius[j] + margin
         if not bad.any():
             break
-        movers = np.unique(np.concatenate([i[bad], j[bad]]))
+        i, j = i[bad], j[bad]
+        if priority is None:
+            movers = np.unique(np.concatenate([i, j]))
+        else:
+            hi, hj = held[i], held[j]
+            both_free = ~hi & ~hj
+            lower = np.where(priority[i] < priority[j], i, j)
+            movers = np.unique(np.concatenate([lower[both_free], j[hi & ~hj], i[hj & ~hi]]))
         movers = movers[~held[movers]]
         if len(movers) == 0:
             break  # everyone involved already holds: they were apart before (see min_separation)

@@ -273,7 +273,7 @@ class Simulation:
         new = f.pos + vel * dt
         new, vel = apply_domain(w, f, f.pos, new, vel)
         new3 = np.column_stack([new, pos3[:, 2]])
-        held, final3 = separation_filter(pos3, new3, radius, f.alive, self.avoid.margin)
+        held, final3 = separation_filter(pos3, new3, radius, f.alive, self.avoid.margin, self.rng_misc.permutation(n))
         self.holds += int(held.sum())
         vel[held] = 0.0
         f.pos = final3[:, :2].copy()
@@ -550,7 +550,8 @@ def circle_swap(n: int, *, spacing: float = 6.0, robot: str = "quadcopter", dt: 
                 cfg: AvoidanceConfig | None = None, max_factor: float = 4.0, method: str = "sampling") -> dict[str, Any]:
     """n robots on a circle each fly to the antipodal point: the classic avoidance stress test.
 
-    Returns collisions, the smallest clearance seen, the makespan and the straight-line time.
+    Returns collisions, the smallest clearance seen, the makespan and the straight-line time (what one
+    robot alone needs to fly its diameter with its speed and acceleration limits).
     """
     from casemate.pack.robots import BUILTIN_TYPES
 
@@ -564,7 +565,10 @@ def circle_swap(n: int, *, spacing: float = 6.0, robot: str = "quadcopter", dt: 
     r = fleet.param("radius")
     vmax = fleet.param("max_speed")
     amax = fleet.param("max_accel")
-    straight = 2 * radius / rt.max_speed
+    # the time one robot alone needs on its straight line, with its speed and acceleration limits
+    d, v, a = 2 * radius, rt.max_speed, rt.max_accel
+    straight = d / v + v / a if d >= v * v / a else 2 * np.sqrt(d / a)
+    prio_rng = np.random.default_rng(0)  # who yields first in a pair: reshuffled every step
     t, collisions, clear_min, holds = 0.0, 0, np.inf, 0
     arrived_at = np.full(n, np.nan)
     while t < max_factor * straight + 30:
@@ -584,7 +588,7 @@ def circle_swap(n: int, *, spacing: float = 6.0, robot: str = "quadcopter", dt: 
             v_cmd = choose_velocities(pos3, fleet.vel, v_pref, r, vmax, fleet.alive, cfg)
         vel, heading = limit_velocity(fleet, v_cmd, dt)
         new3 = np.column_stack([fleet.pos + vel * dt, pos3[:, 2]])
-        held, final3 = separation_filter(pos3, new3, r, fleet.alive, cfg.margin)
+        held, final3 = separation_filter(pos3, new3, r, fleet.alive, cfg.margin, prio_rng.permutation(n))
         holds += int(held.sum())
         vel[held] = 0.0
         fleet.pos, fleet.vel, fleet.heading = final3[:, :2].copy(), vel, heading
