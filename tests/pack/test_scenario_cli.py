@@ -116,3 +116,17 @@ def test_lonlat_area_and_geojson_points(tmp_path: Path) -> None:
     assert 1300 < x1 - x0 < 1600 and 2100 < y1 - y0 < 2300  # 0.02 deg lon at 48.4N, 0.02 deg lat, in metres
     assert len(sc.targets) == 1 and sc.targets[0].level == "R"
     assert abs(sc.targets[0].position[0] - sc.failures.cuts[0].value) < 1e-6  # same projection for both
+
+
+def test_run_refused_before_running_when_label_above_clearance(harbour: dict, tmp_path: Path, home: Path) -> None:
+    from casemate.workspace import Workspace
+
+    with Workspace.init(home) as ws:
+        ws.users.add(ws.acting_user("admin"), "nora", clearance="NP", roles=["analyst"])
+    harbour["label"] = "TS"
+    scen = tmp_path / "h.yaml"
+    scen.write_text(yaml.safe_dump(harbour))
+    out = tmp_path / "run"
+    res = _cli("--home", str(home), "--as", "nora", "pack", "run", str(scen), "--out", str(out), cwd=tmp_path)
+    assert res.returncode == 2 and "above your clearance" in res.stderr and "Traceback" not in res.stderr
+    assert not out.exists()

@@ -42,8 +42,14 @@ def run_cmd(ctx: click.Context, scenario: str, seed: int, out_dir: str | None, q
     state = state_of(ctx)
     store = state.home is not None
     if store:
+        from casemate.errors import UsageError
+        from casemate.security import can_read, parse_label
+
         ws = state.workspace()
         user = state.user()
+        if not can_read(user, parse_label(sc.label)):
+            # checked before running: the results would carry a label this user could not store
+            raise UsageError(f"scenario {sc.source}: label {sc.label} is above your clearance; nothing was run")
     sim = Simulation(sc, seed)
     if quiet:
         result = sim.run()
