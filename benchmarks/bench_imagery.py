@@ -129,6 +129,7 @@ def main() -> None:
     ap.add_argument("--model", default="default")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-big", action="store_true")
+    ap.add_argument("--skip-compare", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     work = Path(args.work)
@@ -139,13 +140,13 @@ def main() -> None:
     cmp_tif = work / f"cmp_{args.cmp_size}.tif"
     make_raster(cmp_tif, args.cmp_size, seed=1)
     ours1, ours2, sahi = [], [], []
-    for _ in range(args.reps):
+    for _ in range(0 if args.skip_compare else args.reps):
         ours1.append(child(CHILD_OURS, str(cmp_tif), args.model, "1", str(work)))
         ours2.append(child(CHILD_OURS, str(cmp_tif), args.model, str(args.workers), str(work)))
         sahi.append(child(CHILD_SAHI, str(cmp_tif), args.model))
     med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
     mp = args.cmp_size**2 / 1e6
-    report["compare"] = {
+    report["compare"] = {} if args.skip_compare else {
         "raster_mp": mp, "reps": args.reps,
         "ours_1worker_s": med(ours1, "seconds"), "ours_s": med(ours2, "seconds"), "sahi_s": med(sahi, "seconds"),
         "ours_mp_per_s": mp / med(ours2, "seconds"), "sahi_mp_per_s": mp / med(sahi, "seconds"),

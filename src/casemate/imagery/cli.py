@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -81,7 +82,7 @@ def detect_cmd(ctx: click.Context, rasters: tuple[str, ...], model_ref: str | No
                label: str | None, gsd: float | None, tile: int | None, overlap: int, batch: int,
                workers: int, as_json: bool) -> None:
     """Find vehicles, ships and aircraft on rasters (files or catalog image ids), graded D/R/I."""
-    from casemate.imagery.export import to_geojson, write_geopackage
+    from casemate.imagery.export import _atomic, write_geojson, write_geopackage
     from casemate.imagery.pipeline import detect_raster
     from casemate.imagery.raster import RasterSource
     from casemate.security.labels import parse_label
@@ -123,31 +124,26 @@ def detect_cmd(ctx: click.Context, rasters: tuple[str, ...], model_ref: str | No
             res = detect_raster(path, det, tile=tile, overlap=overlap, batch=batch, workers=workers, gsd=gsd,
                                 progress=lambda d, n, task=task: bar.update(task, completed=d, total=n))
             res.source = ref
-            doc = to_geojson(res)
-            doc["casemate"]["image_version"] = v.id
-            doc["casemate"]["model_version"] = model_v.id
             levels = {k: sum(1 for d in res.detections if d.dri_level == k) for k in ("D", "R", "I")}
             meta = {"image": v.id, "model": model_v.id, "model_digest": det.digest, "stats": res.stats,
                     "coordinates": res.coordinates, "crs": res.georef.crs_name, "gsd_m": res.georef.gsd_m,
                     "dri_counts": levels, "notes": res.notes}
             stem = Path(v.name).stem or v.id
-            geo_v = cat.put(user, json.dumps(doc).encode(), name=f"{stem}.detections.geojson", kind="detections",
-                            parents=(v.id, model_v.id), metadata={**meta, "format": "geojson"})
             with tempfile.TemporaryDirectory() as tmp:
+                gj = write_geojson(res, Path(tmp) / "d.geojson",
+                                   extra_meta={"image_version": v.id, "model_version": model_v.id})
                 gp = write_geopackage(res, Path(tmp) / "d.gpkg")
+                geo_v = cat.put(user, gj, name=f"{stem}.detections.geojson", kind="detections",
+                                parents=(v.id, model_v.id), metadata={**meta, "format": "geojson"})
                 gpkg_v = cat.put(user, gp, name=f"{stem}.detections.gpkg", kind="detections",
                                  parents=(v.id, model_v.id), metadata={**meta, "format": "gpkg"})
-            if out:
-                o = Path(out)
-                target = o / f"{stem}.geojson" if (len(inputs) > 1 or o.is_dir() or not o.suffix) else o
-                if target.suffix == ".gpkg":
-                    target = target.with_suffix(".geojson")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                from casemate.imagery.export import _atomic
-
-                data = json.dumps(doc, indent=1).encode()
-                _atomic(target, lambda t, data=data: t.write_bytes(data))
-                write_geopackage(res, target.with_suffix(".gpkg"))
+                if out:
+                    o = Path(out)
+                    target = o / f"{stem}.geojson" if (len(inputs) > 1 or o.is_dir() or not o.suffix) else o
+                    if target.suffix == ".gpkg":
+                        target = target.with_suffix(".geojson")
+                    for src_file, dst_file in ((gj, target), (gp, target.with_suffix(".gpkg"))):
+                        _atomic(dst_file, lambda t, s=src_file: shutil.copyfile(s, t))
             results.append({"source": ref, "image_version": v.id, "model_version": model_v.id,
                             "version": geo_v.id, "gpkg_version": gpkg_v.id, "label": str(geo_v.label),
                             **meta, "detections": [d.to_json() for d in res.detections]})

@@ -37,34 +37,48 @@ def _ccw(ring: list[list[float]]) -> list[list[float]]:
     return ring if area > 0 else ring[::-1]
 
 
-def to_geojson(result: DetectionResult, src_transform=None) -> dict:
-    """A FeatureCollection; lon/lat (WGS84) when georeferenced, else image pixels (said so)."""
-    feats = []
+def _geo_meta(result: DetectionResult, wgs84: bool) -> dict:
+    meta = {"source": result.source, "coordinates": "wgs84" if wgs84 else "pixel", "model": result.model,
+            "stats": result.stats, "notes": result.notes, "width": result.width, "height": result.height,
+            "gsd_m": result.georef.gsd_m, "crs": result.georef.crs_name}
+    if not wgs84:
+        meta["warning"] = ("not georeferenced: coordinates are image pixels (x right, y down), not "
+                           "RFC 7946 longitude/latitude")
+    return meta
+
+
+def _features(result: DetectionResult, chunk: int = 2048):
+    """GeoJSON features, projected in chunks (memory stays flat for any number of detections)."""
     tr = None
     if result.georef.crs_wkt:
         from pyproj import CRS, Transformer
 
         tr = Transformer.from_crs(CRS.from_wkt(result.georef.crs_wkt), CRS.from_epsg(4326), always_xy=True)
     a, b, c, d, e, f = result.georef.transform
-    for det in result.detections:
-        px = np.array(det.corners_px + [det.corners_px[0]])
+    dets = result.detections
+    for start in range(0, len(dets), chunk):
+        part = dets[start:start + chunk]
+        px = np.array([list(x.corners_px) + [x.corners_px[0]] for x in part]).reshape(-1, 5, 2)
         if tr is not None:
-            X, Y = a * px[:, 0] + b * px[:, 1] + c, d * px[:, 0] + e * px[:, 1] + f
-            lon, lat = tr.transform(X, Y)
-            ring = [[round(float(x), 8), round(float(y), 8)] for x, y in zip(lon, lat, strict=True)]
-            ring = _ccw(ring)
+            X = a * px[..., 0] + b * px[..., 1] + c
+            Y = d * px[..., 0] + e * px[..., 1] + f
+            lon, lat = tr.transform(X.ravel(), Y.ravel())
+            coords = np.stack([np.asarray(lon).reshape(X.shape), np.asarray(lat).reshape(X.shape)], axis=2)
+            coords = np.round(coords, 8)
         else:
-            ring = [[round(float(x), 3), round(float(y), 3)] for x, y in px]
-        feats.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
-                      "properties": _props(det)})
-    doc: dict = {"type": "FeatureCollection", "features": feats}
-    meta = {"source": result.source, "coordinates": "wgs84" if tr else "pixel", "model": result.model,
-            "stats": result.stats, "notes": result.notes, "width": result.width, "height": result.height,
-            "gsd_m": result.georef.gsd_m, "crs": result.georef.crs_name}
-    if tr is None:
-        meta["warning"] = ("not georeferenced: coordinates are image pixels (x right, y down), not "
-                           "RFC 7946 longitude/latitude")
-    doc["casemate"] = meta  # a foreign member, allowed by RFC 7946 section 6.1
+            coords = np.round(px, 3)
+        for det, ring in zip(part, coords, strict=True):
+            r = ring.tolist()
+            if tr is not None:
+                r = _ccw(r)
+            yield {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [r]},
+                   "properties": _props(det)}
+
+
+def to_geojson(result: DetectionResult) -> dict:
+    """A FeatureCollection; lon/lat (WGS84) when georeferenced, else image pixels (said so)."""
+    doc: dict = {"type": "FeatureCollection", "features": list(_features(result))}
+    doc["casemate"] = _geo_meta(result, bool(result.georef.crs_wkt))  # a foreign member (RFC 7946 6.1)
     return doc
 
 
@@ -80,9 +94,22 @@ def _atomic(path: Path, write) -> None:
         raise
 
 
-def write_geojson(result: DetectionResult, path: Path) -> Path:
-    data = json.dumps(to_geojson(result), indent=1).encode()
-    _atomic(Path(path), lambda p: p.write_bytes(data))
+def write_geojson(result: DetectionResult, path: Path, extra_meta: dict | None = None) -> Path:
+    """Stream the FeatureCollection to `path`, one feature per line."""
+    meta = {**_geo_meta(result, bool(result.georef.crs_wkt)), **(extra_meta or {})}
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write('{"type": "FeatureCollection", "casemate": ' + json.dumps(meta) + ', "features": [\n')
+            first = True
+            for feat in _features(result):
+                if not first:
+                    fh.write(",\n")
+                fh.write(json.dumps(feat))
+                first = False
+            fh.write("\n]}\n")
+
+    _atomic(Path(path), write)
     return Path(path)
 
 

@@ -23,7 +23,7 @@ from casemate.imagery.runtime import Detector, RawBoxes
 from casemate.imagery.tiling import Tile, make_tiles
 
 
-@dataclass
+@dataclass(slots=True)
 class Detection:
     label: str  # what is claimed: "tanker", "truck, type unknown", "vehicle, class unknown"
     class_path: list[dict]  # [{"level", "name", "score"}] down to dri_level
@@ -130,7 +130,10 @@ def detect_raster(path: str | Path, detector: Detector, *, tile: int | None = No
         to_wgs = src.to_wgs84()
         dets: list[Detection] = []
         below = 0
-        for i in keep:
+        if georef.crs_wkt and len(keep):
+            KX, KY = src.pixel_to_crs(raw.cx[keep], raw.cy[keep])
+            KLON, KLAT = (np.asarray(v) for v in to_wgs.transform(KX, KY))
+        for k, i in enumerate(keep):
             pot = float(raw.width[i])
             g = grade(hierarchy, policy, list(raw.leaf_scores[i]), int(raw.leaf[i]), pot)
             if g.dri_level is None:
@@ -152,13 +155,11 @@ def detect_raster(path: str | Path, detector: Detector, *, tile: int | None = No
                 length_m=round(float(raw.length[i]) * georef.gsd_m, 2) if georef.gsd_m else None,
                 width_m=round(pot * georef.gsd_m, 2) if georef.gsd_m else None, heading_deg=heading,
                 centre_px=(round(cx, 2), round(cy, 2)),
-                corners_px=[(float(x), float(y)) for x, y in corners[i]], model_digest=detector.digest,
+                corners_px=[tuple(p) for p in corners[i].tolist()], model_digest=detector.digest,
             )
             if georef.crs_wkt:
-                X, Y = src.pixel_to_crs(np.array([cx]), np.array([cy]))
-                det.centre_crs = (float(X[0]), float(Y[0]))
-                lon, lat = to_wgs.transform(X, Y)
-                det.centre_lonlat = (round(float(lon[0]), 8), round(float(lat[0]), 8))
+                det.centre_crs = (float(KX[k]), float(KY[k]))
+                det.centre_lonlat = (round(float(KLON[k]), 8), round(float(KLAT[k]), 8))
             dets.append(det)
         notes = []
         if not georef.crs_wkt:
