@@ -6,8 +6,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from casemate.assistant.chunking import chunk_document, chunk_transcript, format_anchor
-from casemate.assistant.safety import StreamNeutraliser, neutralise
+from casemate.assistant.safety import StreamNeutraliser, find_active, neutralise
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,6 +41,37 @@ def test_links_and_images_are_neutralised_even_when_streamed() -> None:
     n = StreamNeutraliser()
     streamed = "".join(n.feed(s[i : i + 2]) for i in range(0, len(s), 2)) + n.flush()
     assert streamed == out
+
+
+ATOMS = ["[", "]", "(", ")", "!", "<", ">", ":", ".", "/", "http", "https", "HTTP", "www", "h", "t", "p", "s",
+         "x", " ", "\n", "img", "a", "w", "javascript", "data", "file", "é", "1", "_", "evil.example"]
+
+
+@settings(max_examples=2000, deadline=None, database=None)
+@given(st.lists(st.sampled_from(ATOMS), max_size=30), st.lists(st.integers(1, 7), min_size=1, max_size=20))
+def test_no_remote_link_or_image_survives_any_split(atoms: list[str], sizes: list[int]) -> None:
+    """Whatever the model writes and however llama.cpp splits it into tokens, nothing a Markdown or
+    HTML client would turn into a link, an image or a tag reaches the user."""
+    text = "".join(atoms)
+    assert find_active(neutralise(text)) is None
+    n, pieces, i = StreamNeutraliser(), [], 0
+    for j in range(len(text)):
+        if i >= len(text):
+            break
+        k = sizes[j % len(sizes)]
+        pieces.append(n.feed(text[i : i + k]))
+        i += k
+    pieces.append(n.flush())
+    assert find_active("".join(pieces)) is None, pieces
+
+
+def test_stream_filter_releases_plain_tokens_at_once() -> None:
+    """Only what could still become a link waits for the next token (time to first token)."""
+    n = StreamNeutraliser()
+    assert [n.feed(p) for p in [" Les", " hommes", " naissent", " libres"]] == [" Les", " hommes", " naissent",
+                                                                              " libres"]
+    assert n.feed(" ht") == " " and n.feed("tp") == "" and n.feed("://e") == "http[:]//e"
+    assert n.feed(" [1") == " " and n.feed("]") == "" and n.feed(" et") == "[1] et"
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

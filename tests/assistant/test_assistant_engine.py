@@ -37,7 +37,14 @@ def test_openai_engine_against_an_authenticated_upstream(engine: XLlamaEngine) -
 
 
 def test_streams_and_missing_model_is_clear(engine: XLlamaEngine, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    pieces = list(engine.stream_chat([{"role": "user", "content": "Count to five."}], max_tokens=12))
+    stats: dict = {}
+    pieces = list(engine.stream_chat([{"role": "user", "content": "Count to five."}], max_tokens=12, stats=stats))
     assert len(pieces) > 1
+    # llama.cpp's own counts; the prompt cache is off (a cross-user timing oracle), so nothing is reused
+    assert stats["usage"]["completion_tokens"] == stats["timings"]["predicted_n"] <= 12
+    assert engine.request([])["cache_prompt"] is False
+    again: dict = {}
+    list(engine.stream_chat([{"role": "user", "content": "Count to five."}], max_tokens=12, stats=again))
+    assert again["timings"]["cache_n"] == 0 and again["timings"]["prompt_n"] == stats["usage"]["prompt_tokens"]
     with pytest.raises(ModelMissing, match="copy the .gguf"):
         XLlamaEngine(tmp_path / "absent.gguf")

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from casemate.assistant.embedder import default_embedder
 from casemate.assistant.index import ChunkRecord, SearchIndex, VersionInfo
-from casemate.errors import NotFound
+from casemate.assistant.safety import find_active
+from casemate.errors import NotFound, UsageError
 from casemate.security.labels import Label, Level, format_label, parse_label
 from casemate.security.policy import User, can_read
 
@@ -147,7 +148,7 @@ def test_prompt_injection_cannot_reach_above_clearance(corpus: dict[str, Any]) -
     text = json.dumps(answer.to_json(), ensure_ascii=False)
     for name in ("tempete", "alpha", "ts"):
         assert CANARY_TOKENS[name] not in text + prompt and ids[name] not in text + prompt
-    assert "](http" not in answer.text and "http://" not in answer.text
+    assert "](http" not in answer.text and "http://" not in answer.text and find_active(answer.text) is None
     assert answer.label == parse_label("DR")
 
 
@@ -175,3 +176,30 @@ def test_questions_are_audited_with_ids_and_label(corpus: dict[str, Any]) -> Non
     assert detail["label"] == format_label(answer.label) == "S"
     assert detail["retrieved"] == answer.retrieved and answer.retrieved
     assert "TEMPETE" not in json.dumps(detail)  # the question only as a hash
+
+
+def test_follow_up_links_the_previous_turn_and_keeps_the_high_water_mark(corpus: dict[str, Any]) -> None:
+    ws, assistant, ids = corpus["ws"], corpus["assistant"], corpus["ids"]
+    sam, nina = ws.acting_user("sam"), ws.acting_user("nina")
+    first = assistant.ask(sam, "Quand a lieu le débarquement de l'opération TEMPETE ?", max_tokens=8)
+    assert format_label(first.label) == "S"
+    # a public question, but the Secret turn before it is in the prompt: the answer stays S
+    stream = assistant.ask_stream(sam, "Les hommes naissent-ils libres et égaux en droits ?", max_tokens=8,
+                                  conversation_id=first.conversation_id)
+    assert stream.messages[1] == {"role": "user", "content": first.question}  # earlier turns from the catalog
+    second = stream.run()
+    assert all(format_label(c.label) == "NP" for c in second.citations) and format_label(second.label) == "S"
+    conv = ws.catalog.get(sam, second.conversation_id)
+    assert first.conversation_id in conv.parents and conv.label == parse_label("S")
+    assert {c.version_id for c in second.citations} <= set(conv.parents)
+    third = assistant.ask(sam, "Et l'article 6 ?", max_tokens=4, conversation_id=second.conversation_id)
+    assert ws.catalog.get(sam, third.conversation_id).label.dominates(conv.label)
+    # nina cannot read sam's Secret conversation: it looks absent; a document is not a conversation
+    with pytest.raises(NotFound) as denied:
+        assistant.ask_stream(nina, "Et ensuite ?", conversation_id=first.conversation_id)
+    with pytest.raises(NotFound) as absent:
+        assistant.ask_stream(nina, "Et ensuite ?", conversation_id="doesnotexist")
+    assert denied.value.message.replace(first.conversation_id, "X") == absent.value.message.replace(
+        "doesnotexist", "X")
+    with pytest.raises(UsageError, match="not a conversation"):
+        assistant.ask_stream(sam, "Et ensuite ?", conversation_id=ids["ddhc-art1"])

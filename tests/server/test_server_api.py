@@ -24,6 +24,22 @@ def test_models_and_chat_with_openai_client(live_server: dict[str, Any]) -> None
     assert r.choices[0].message.content
     assert extra["label"] == "S" and extra["conversation_id"]
     assert any(cit["version_id"] == live_server["ids"]["tempete"] for cit in extra["citations"])
+    assert 0 < r.usage.completion_tokens <= 24 and r.usage.prompt_tokens > 0  # llama.cpp's own counts
+    # a follow-up names the previous answer's conversation: linked to it, label kept at least S
+    r2 = c.chat.completions.create(model="casemate-assistant", max_tokens=8, messages=[
+        {"role": "user", "content": "Quand a lieu le débarquement de l'opération TEMPETE ?"},
+        {"role": "assistant", "content": r.choices[0].message.content or ""},
+        {"role": "user", "content": "Les hommes naissent-ils libres et égaux en droits ?"}],
+        extra_body={"conversation_id": extra["conversation_id"]})
+    extra2 = r2.model_extra or {}
+    ws = live_server["ws"]
+    conv = ws.catalog.get(ws.acting_user("sam"), extra2["conversation_id"])
+    assert extra["conversation_id"] in conv.parents and extra2["label"] == "S" and str(conv.label) == "S"
+    # someone who cannot read that conversation gets the answer an absent one gets
+    with pytest.raises(openai.NotFoundError, match="no such item"):
+        client(live_server, "nina").chat.completions.create(
+            model="casemate-assistant", max_tokens=4, messages=[{"role": "user", "content": "Et ensuite ?"}],
+            extra_body={"conversation_id": extra["conversation_id"]})
 
 
 def test_streaming_carries_label_and_citations(live_server: dict[str, Any]) -> None:

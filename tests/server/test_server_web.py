@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from casemate.security.labels import parse_label
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
@@ -54,3 +56,15 @@ def test_chat_page_logs_in_streams_and_shows_label_and_citations(live_server: di
         assert token not in page
     # no remote image can have been rendered
     assert not browser.find_elements(By.CSS_SELECTOR, "#answer img, #citations img")
+    # a follow-up in the same conversation is linked to the first answer's conversation version
+    body = browser.find_element(By.TAG_NAME, "body")
+    first = body.get_attribute("data-conversation")
+    assert first
+    browser.find_element(By.ID, "question").send_keys("Et le convoi ?")
+    browser.find_element(By.ID, "send").click()
+    WebDriverWait(browser, 60).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute(
+        "data-conversation") not in (None, first) and d.find_element(By.TAG_NAME, "body").get_attribute(
+        "data-state") == "done")
+    ws = live_server["ws"]
+    conv = ws.catalog.get(ws.acting_user("dora"), body.get_attribute("data-conversation"))
+    assert first in conv.parents and conv.label.dominates(parse_label("DR"))

@@ -61,13 +61,15 @@ def search_cmd(ctx: click.Context, query: str, k: int, as_json: bool) -> None:
 @click.argument("question")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer, citations and label as JSON.")
 @click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--follow-up", "follow_up", metavar="CONVERSATION_ID", default=None,
+              help="Continue the conversation an earlier answer printed (its turns go into the prompt).")
 @click.pass_context
-def ask_cmd(ctx: click.Context, question: str, as_json: bool, max_tokens: int) -> None:
+def ask_cmd(ctx: click.Context, question: str, as_json: bool, max_tokens: int, follow_up: str | None) -> None:
     """Ask a question; the answer cites its sources and carries their label."""
     from casemate.assistant.chunking import format_anchor
 
     assistant, user = _assistant(ctx)
-    stream = assistant.ask_stream(user, question, max_tokens=max_tokens)
+    stream = assistant.ask_stream(user, question, max_tokens=max_tokens, conversation_id=follow_up)
     if as_json:
         answer = stream.run()
         click.echo(json.dumps(answer.to_json(), ensure_ascii=False))

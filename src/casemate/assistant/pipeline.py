@@ -36,6 +36,7 @@ INDEXED_KINDS = ("document", "transcript")
 MAX_QUERY_CHARS = 2000
 MAX_K = 50
 CONTEXT_CHUNKS = 4
+MAX_HISTORY = 8  # earlier messages kept in the prompt
 # e5 cosine similarities sit in a narrow band; below this a chunk with no shared content word is
 # treated as unrelated (calibrated on benchmarks/data/fr_legal_squad.json: see docs/assistant.md).
 DENSE_MIN = 0.83
@@ -156,14 +157,17 @@ class AnswerStream:
     """
 
     def __init__(self, assistant: Assistant, user: User, question: str, hits: list[Hit], language: str,
-                 history: Sequence[dict[str, str]], max_tokens: int) -> None:
+                 history: Sequence[dict[str, str]], max_tokens: int, previous: Any = None) -> None:
         self._assistant = assistant
         self.user = user
         self.question = question
         self.hits = hits
         self.language = language
         self.found = bool(hits)
-        self.label: Label = lub(h.label for h in hits) if hits else BOTTOM
+        self.history = [{"role": m["role"], "content": m["content"]} for m in history]
+        self.previous = previous  # the conversation version this turn follows, if any
+        # high-water mark: the earlier turns are in the prompt too, so their label carries over
+        self.label: Label = lub([*(h.label for h in hits), *([previous.label] if previous else [])] or [BOTTOM])
         self.citations = [
             Citation(n, h.asset_id, h.version_id, h.name, h.anchor, snippet_of(h.text), h.label)
             for n, h in enumerate(hits, start=1)
@@ -314,10 +318,33 @@ class Assistant:
 
     # -- answering -----------------------------------------------------------------------------
     def ask_stream(self, user: User, question: str, *, history: Sequence[dict[str, str]] = (),
-                   max_tokens: int = 256) -> AnswerStream:
+                   max_tokens: int = 256, conversation_id: str | None = None) -> AnswerStream:
+        """Retrieve and frame; generation starts when the stream is iterated.
+
+        `conversation_id` (a conversation version the user can read) makes this turn its follow-up:
+        the new version gets it as a parent and a label at least as high; without `history`, the
+        earlier turns are taken from it.
+        """
         question = _check_query(question)
+        previous = None
+        if conversation_id is not None:
+            previous, earlier = self._previous_turns(user, conversation_id)
+            history = history or earlier
         hits = [h for h in self.retrieve(user, question, k=10) if _relevant(h)][:CONTEXT_CHUNKS]
-        return AnswerStream(self, user, question, hits, language_of(question), history, max_tokens)
+        return AnswerStream(self, user, question, hits, language_of(question), list(history)[-MAX_HISTORY:],
+                            max_tokens, previous)
+
+    def _previous_turns(self, user: User, conversation_id: str) -> tuple[Any, list[dict[str, str]]]:
+        with self._lock:
+            version = self.ws.catalog.get(user, conversation_id)  # NotFound if absent or unreadable
+            if version.kind != "conversation":
+                raise UsageError(f"{conversation_id} is a {version.kind}, not a conversation: pass the "
+                                 "conversation_id an earlier answer returned")
+            record = json.loads(self.ws.catalog.read_bytes(user, conversation_id))
+        messages = [{"role": m["role"], "content": m["content"]} for m in record.get("messages", [])
+                    if isinstance(m, dict) and m.get("role") in ("user", "assistant")
+                    and isinstance(m.get("content"), str)]
+        return version, messages
 
     def ask(self, user: User, question: str, **kwargs: Any) -> Answer:
         return self.ask_stream(user, question, **kwargs).run()
@@ -329,12 +356,14 @@ class Assistant:
             "format": "casemate-conversation/1",
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "user": stream.user.name,
-            "messages": [{"role": "user", "content": stream.question},
+            "messages": [*stream.history, {"role": "user", "content": stream.question},
                          {"role": "assistant", "content": text}],
+            "follows": stream.previous.id if stream.previous is not None else None,
             "answer": answer.to_json(),
             "engine": getattr(self._engine, "name", None) if stream.found else None,
         }
-        parents = tuple(dict.fromkeys(c.version_id for c in stream.citations))
+        parents = tuple(dict.fromkeys([*(c.version_id for c in stream.citations),
+                                       *([stream.previous.id] if stream.previous is not None else [])]))
         with self._lock:
             version = self.ws.catalog.put(
                 stream.user, json.dumps(record, ensure_ascii=False, indent=1).encode(),
@@ -348,6 +377,7 @@ class Assistant:
             "retrieved": answer.retrieved,
             "label": format_label(stream.label),
             "found": stream.found,
+            "follows": stream.previous.id if stream.previous is not None else None,
         })
         return answer
 

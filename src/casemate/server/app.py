@@ -78,6 +78,8 @@ class ChatRequest(BaseModel):
     stream: bool = False
     max_tokens: int | None = Field(default=None, ge=1, le=2048)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=2048)
+    # extra field: the conversation_id of the previous answer, to link this turn to it
+    conversation_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class SearchRequest(BaseModel):
@@ -243,7 +245,8 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
         question = body.messages[-1].content
         history = [{"role": m.role, "content": m.content} for m in body.messages[:-1] if m.role != "system"]
         max_tokens = body.max_completion_tokens or body.max_tokens or 256
-        stream = assistant.ask_stream(user, question, history=history[-8:], max_tokens=max_tokens)
+        stream = assistant.ask_stream(user, question, history=history[-8:], max_tokens=max_tokens,
+                                      conversation_id=body.conversation_id)
         cid = "chatcmpl-" + uuid.uuid4().hex
         created = int(time.time())
         extra = {"label": format_label(stream.label), "label_display": stream.label.display,

@@ -2,6 +2,10 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 let token = sessionStorage.getItem("casemate-token");
+// the current conversation: earlier turns go back to the server, which links the new answer to the
+// previous one (conversation_id) and keeps the label at least as high
+let conversation = null;
+let turns = [];
 
 function showLabel(code, display) {
   const el = $("label");
@@ -63,7 +67,8 @@ $("ask").addEventListener("submit", async (ev) => {
       method: "POST",
       headers: { "Content-Type": "application/json", Authorization: "Bearer " + token },
       body: JSON.stringify({ model: "casemate-assistant", stream: true,
-                             messages: [{ role: "user", content: question }] }),
+                             messages: turns.concat([{ role: "user", content: question }]),
+                             ...(conversation ? { conversation_id: conversation } : {}) }),
     });
     if (!r.ok) {
       const data = await r.json();
@@ -90,14 +95,30 @@ $("ask").addEventListener("submit", async (ev) => {
         if (obj.citations) showCitations(obj.citations);
         const delta = obj.choices && obj.choices[0] && obj.choices[0].delta;
         if (delta && delta.content) $("answer").textContent += delta.content;
+        if (obj.conversation_id) {
+          conversation = obj.conversation_id;
+          document.body.dataset.conversation = conversation;
+        }
       }
     }
+    turns = turns.concat([{ role: "user", content: question },
+                          { role: "assistant", content: $("answer").textContent }]).slice(-8);
+    $("question").value = "";
   } catch (e) {
     $("chat-error").textContent = String(e);
   } finally {
     $("send").disabled = false;
     document.body.dataset.state = "done";
   }
+});
+
+$("new-conversation").addEventListener("click", () => {
+  conversation = null;
+  turns = [];
+  delete document.body.dataset.conversation;
+  $("answer").textContent = "";
+  $("citations").replaceChildren();
+  showLabel("—", "");
 });
 
 if (token) enterChat();
