@@ -45,6 +45,8 @@ def test_derived_label_must_dominate_inputs(ws) -> None:
     b = ws.catalog.put(tess, b"b", name="b", kind="other", label="DR//BRAVO")
     d = ws.catalog.put(tess, b"d", name="d", kind="detections", parents=[a.id, b.id])
     assert d.label == parse_label("S//ALPHA/BRAVO")  # computed lub
+    assert ws.catalog.list(tess, limit=1)[0].parents == (a.id, b.id)
+    assert ws.catalog.list(ws.acting_user("sam"), kind="detections") == []
     with pytest.raises(UsageError, match="below S//ALPHA/BRAVO"):
         ws.catalog.put(tess, b"x", name="x", kind="detections", label="S//ALPHA", parents=[a.id, b.id])
     higher = ws.catalog.put(tess, b"y", name="y", kind="detections", label="TS//ALPHA/BRAVO", parents=[a.id, b.id])

@@ -75,6 +75,7 @@ def test_no_read_path_leaks(corpus, user, pick, path) -> None:
         for kind in (None, "document"):
             page = cat.list(user, kind=kind, limit=20, audit=False)
             assert all(can_read(user, x.label) for x in page)
+            assert all(can_read(user, by_id[p].label) for x in page for p in x.parents)
             if page:
                 more = cat.list(user, kind=kind, limit=20, before=page[-1].id, audit=False)
                 assert all(can_read(user, x.label) for x in more)

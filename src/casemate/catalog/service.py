@@ -279,7 +279,8 @@ class Catalog:
                     raise NotFound(before)
                 before_pk = row.id
             rows = self._page(conn, allowed, kind, limit, before_pk)
-        versions = [self._to_version(r) for r in rows]
+            parents = self._readable_parents(conn, user, [r.id for r in rows])
+        versions = [self._to_version(r, parents.get(r.id, ())) for r in rows]
         if audit:
             self.ws.audit.record(user.name, "list", None, {"kind": kind, "count": len(versions)})
         return versions
@@ -317,6 +318,22 @@ class Catalog:
         rows.sort(key=lambda r: r.id, reverse=True)
         return rows
 
+    def _readable_parents(self, conn: Connection, user: User, pks: list[int]) -> dict[int, tuple[str, ...]]:
+        """Readable parents of many versions in one query (hidden parents are left out)."""
+        if not pks:
+            return {}
+        rows = conn.execute(
+            select(db.lineage.c.child_id, db.versions.c.public_id, db.versions.c.label_id)
+            .join(db.versions, db.versions.c.id == db.lineage.c.parent_id)
+            .where(db.lineage.c.child_id.in_(pks))
+            .order_by(db.lineage.c.child_id, db.versions.c.id)
+        ).all()
+        out: dict[int, list[str]] = {}
+        for child, pid, lid in rows:
+            if can_read(user, self._label(lid)):
+                out.setdefault(child, []).append(pid)
+        return {k: tuple(v) for k, v in out.items()}
+
     def iter_versions(self, user: User, *, kind: str | None = None, batch: int = 500) -> Iterator[Version]:
         """Every version `user` may read, oldest first (for indexers)."""
         allowed = self.readable_label_ids(user)
@@ -329,15 +346,11 @@ class Catalog:
                 if kind is not None:
                     q = q.where(db.versions.c.kind == kind)
                 rows = conn.execute(q.order_by(db.versions.c.id).limit(batch)).all()
-                parents = {}
-                for r in rows:
-                    parents[r.id] = tuple(
-                        pid for _, pid, lid in self._parents_of(conn, r.id) if can_read(user, self._label(lid))
-                    )
+                parents = self._readable_parents(conn, user, [r.id for r in rows])
             if not rows:
                 return
             for r in rows:
-                yield self._to_version(r, parents[r.id])
+                yield self._to_version(r, parents.get(r.id, ()))
             last = rows[-1].id
 
     def lineage(self, user: User, version_id: str) -> dict[str, Any]:
@@ -508,13 +521,8 @@ class Catalog:
             if kind is not None:
                 q = q.where(db.versions.c.kind == kind)
             rows = conn.execute(q.order_by(db.versions.c.id)).all()
-            out = []
-            for r in rows:
-                parents = tuple(
-                    pid for _, pid, lid in self._parents_of(conn, r.id) if can_read(user, self._label(lid))
-                )
-                out.append(self._to_version(r, parents))
-        return out
+            parents = self._readable_parents(conn, user, [r.id for r in rows])
+        return [self._to_version(r, parents.get(r.id, ())) for r in rows]
 
     def insert_batch(self, user: User, items: list[NewVersion], pool: Any = None) -> list[Version]:
         """Make staged blobs durable, then insert every version, its lineage, text and audit entry
