@@ -24,6 +24,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=35.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--resume", action="store_true", help="continue from work/model/checkpoint.safetensors")
     ap.add_argument("--install", default=None, help="copy model.onnx + manifest.json here")
     args = ap.parse_args()
     from casemate.imagery.model.train import train
@@ -37,7 +39,7 @@ def main() -> None:
         write_dataset(work / "test", args.n_test, seed=2)
     print(f"data ready in {time.monotonic() - t0:.0f} s", flush=True)
     res = train([work / "train"], work / "model", epochs=args.epochs, max_minutes=args.minutes,
-                threads=args.threads, width=args.width, batch=16, lr=3e-3, seed=0,
+                threads=args.threads, width=args.width, batch=16, lr=args.lr, seed=0, resume=args.resume,
                 progress=lambda r: print(json.dumps(r), flush=True),
                 manifest_extra={"name": "casemate-default-obb", "label": "NP"})
     from casemate.imagery.evaluate import evaluate
