@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, bindparam, select, union_all
+from sqlalchemy import Connection, Row, TextClause, bindparam, select, text
 
 from casemate.errors import NotFound, PermissionDenied, UsageError
 from casemate.security.labels import BOTTOM, Label, format_label, lub, parse_label
@@ -103,10 +103,10 @@ class Catalog:
     # -- labels ------------------------------------------------------------------------------
     def _load_labels(self, conn: Connection | None = None) -> None:
         def load(c: Connection) -> None:
-            for lid, text in c.execute(select(db.labels.c.id, db.labels.c.text)):
+            for lid, label_text in c.execute(select(db.labels.c.id, db.labels.c.text)):
                 if lid not in self._label_by_id:
-                    self._label_by_id[lid] = parse_label(text)
-                    self._id_by_text[text] = lid
+                    self._label_by_id[lid] = parse_label(label_text)
+                    self._id_by_text[label_text] = lid
 
         if conn is not None:
             load(conn)
@@ -278,56 +278,87 @@ class Catalog:
                 if row is None:
                     raise NotFound(before)
                 before_pk = row.id
-            rows = self._page(conn, allowed, kind, limit, before_pk)
+            # The policy once more on what the query returned: a belt to the SQL filter's braces.
+            rows = [r for r in self._page(conn, allowed, kind, limit, before_pk) if can_read(user, self._label(r.label_id))]
             parents = self._readable_parents(conn, user, [r.id for r in rows])
         versions = [self._to_version(r, parents.get(r.id, ())) for r in rows]
         if audit:
             self.ws.audit.record(user.name, "list", None, {"kind": kind, "count": len(versions)})
         return versions
 
+    _q_by_pks = (
+        select(*_cols)
+        .join(db.assets, db.assets.c.id == db.versions.c.asset_id)
+        .where(db.versions.c.id.in_(bindparam("pks", expanding=True)))
+    )
+    _page_sql: dict[tuple[int, bool, bool], TextClause] = {}
+
+    @classmethod
+    def _page_statement(cls, n_labels: int, by_kind: bool, paged: bool) -> TextClause:
+        """Newest ids among `n_labels` labels (0: any label), as portable SQL built once per shape.
+
+        One index range scan per readable label, each stopping after `limit` ids: the cost does not
+        depend on how many versions the user may not read. Plain SQL because building the same
+        union through the expression language costs more than running it.
+        """
+        key = (n_labels, by_kind, paged)
+        stmt = cls._page_sql.get(key)
+        if stmt is None:
+            extra = (" AND kind = :kind" if by_kind else "") + (" AND id < :before" if paged else "")
+            if n_labels == 0:  # every label known when the user's labels were computed is readable
+                sql = f"SELECT id FROM versions WHERE label_id <= :maxlid{extra} ORDER BY id DESC LIMIT :lim"
+            else:
+                parts = [
+                    f"SELECT id FROM (SELECT id FROM versions WHERE label_id = :l{i}{extra} "
+                    f"ORDER BY id DESC LIMIT :lim) AS s{i}"
+                    for i in range(n_labels)
+                ]
+                sql = f"SELECT id FROM ({' UNION ALL '.join(parts)}) AS u ORDER BY id DESC LIMIT :lim"
+            stmt = cls._page_sql[key] = text(sql)
+        return stmt
+
     def _page(self, conn: Connection, allowed: list[int], kind: str | None, limit: int, before_pk: int | None):  # type: ignore[no-untyped-def]
         """The newest `limit` readable versions: ids first, from covering indexes, then their rows."""
-        v = db.versions.c
-
-        def ids(where_label):  # type: ignore[no-untyped-def]
-            q = select(v.id)
-            if where_label is not None:
-                q = q.where(where_label)
+        params: dict[str, Any] = {"lim": limit}
+        if kind is not None:
+            params["kind"] = kind
+        if before_pk is not None:
+            params["before"] = before_pk
+        if len(allowed) == len(self._label_by_id) and max(allowed) == len(allowed):
+            # The user reads every label: no per-label scans. A label made since (a higher id) is
+            # not assumed readable.
+            stmt = self._page_statement(0, kind is not None, before_pk is not None)
+            page_ids = [r[0] for r in conn.execute(stmt, {**params, "maxlid": max(allowed)})]
+        elif len(allowed) > UNION_LIMIT:
+            v = db.versions.c
+            q = select(v.id).where(v.label_id.in_(allowed))
             if kind is not None:
                 q = q.where(v.kind == kind)
             if before_pk is not None:
                 q = q.where(v.id < before_pk)
-            return q.order_by(v.id.desc()).limit(limit)
-
-        self._load_labels(conn)
-        if len(allowed) == len(self._label_by_id):
-            q = ids(None)  # the user reads every label in use: no filter to apply
-        elif len(allowed) == 1:
-            q = ids(v.label_id == allowed[0])
-        elif len(allowed) > UNION_LIMIT:
-            q = ids(v.label_id.in_(allowed))
+            page_ids = [r[0] for r in conn.execute(q.order_by(v.id.desc()).limit(limit))]
         else:
-            # One index range scan per readable label, each stopping after `limit` ids: the cost
-            # does not depend on how many versions the user may not read.
-            u = union_all(*[ids(v.label_id == lid).subquery().select() for lid in allowed]).subquery()
-            q = select(u.c.id).order_by(u.c.id.desc()).limit(limit)
-        page_ids = [r[0] for r in conn.execute(q)]
+            stmt = self._page_statement(len(allowed), kind is not None, before_pk is not None)
+            params.update({f"l{i}": lid for i, lid in enumerate(allowed)})
+            page_ids = [r[0] for r in conn.execute(stmt, params)]
         if not page_ids:
             return []
-        rows = conn.execute(self._select().where(v.id.in_(page_ids))).all()
+        rows = conn.execute(self._q_by_pks, {"pks": page_ids}).all()
         rows.sort(key=lambda r: r.id, reverse=True)
         return rows
+
+    _q_parents_many = (
+        select(db.lineage.c.child_id, db.versions.c.public_id, db.versions.c.label_id)
+        .join(db.versions, db.versions.c.id == db.lineage.c.parent_id)
+        .where(db.lineage.c.child_id.in_(bindparam("pks", expanding=True)))
+        .order_by(db.lineage.c.child_id, db.versions.c.id)
+    )
 
     def _readable_parents(self, conn: Connection, user: User, pks: list[int]) -> dict[int, tuple[str, ...]]:
         """Readable parents of many versions in one query (hidden parents are left out)."""
         if not pks:
             return {}
-        rows = conn.execute(
-            select(db.lineage.c.child_id, db.versions.c.public_id, db.versions.c.label_id)
-            .join(db.versions, db.versions.c.id == db.lineage.c.parent_id)
-            .where(db.lineage.c.child_id.in_(pks))
-            .order_by(db.lineage.c.child_id, db.versions.c.id)
-        ).all()
+        rows = conn.execute(self._q_parents_many, {"pks": pks}).all()
         out: dict[int, list[str]] = {}
         for child, pid, lid in rows:
             if can_read(user, self._label(lid)):
