@@ -323,7 +323,9 @@ class Simulation:
         src, dst = src[ok], dst[ok]
         if self.cbba.m == 0:
             return
-        self._inflight.append((self.cbba.round + self.latency_rounds, self.cbba.snapshot(), src, dst))
+        # without latency the messages are consumed this round: the (N,N) timestamps need no copy
+        snap = self.cbba.snapshot(with_s=self.latency_rounds > 0)
+        self._inflight.append((self.cbba.round + self.latency_rounds, snap, src, dst))
         # one round per exchange; with latency the messages are the senders' state rounds ago
         due = self._inflight[0][0] <= self.cbba.round
         if due:

@@ -169,17 +169,21 @@ class CBBA:
             self.blen[ag] += 1
 
     # ---------------------------------------------------------------- consensus phase
-    def snapshot(self) -> tuple[np.ndarray, ...]:
-        return self.Y.copy(), self.Z.copy(), self.S.copy(), self.done.copy(), self.known.copy()
+    def snapshot(self, with_s: bool = True) -> tuple[np.ndarray | None, ...]:
+        """The state agents broadcast. `with_s=False` leaves the (N,N) timestamps out: only for a snapshot
+        consumed by the very next consensus, whose timestamps then still are the current ones (a build in
+        between changes only the diagonal, which the decision table never reads)."""
+        return (self.Y.copy(), self.Z.copy(), self.S.copy() if with_s else None, self.done.copy(),
+                self.known.copy())
 
-    def consensus(self, src: np.ndarray, dst: np.ndarray, snap: tuple[np.ndarray, ...] | None = None) -> None:
+    def consensus(self, src: np.ndarray, dst: np.ndarray, snap: tuple[np.ndarray | None, ...] | None = None) -> None:
         """Receivers dst apply messages from src (snapshot = the senders' state when they sent).
 
         A receiver handles its messages one after another (the c-th message of every receiver forms
         one vectorised batch). Only (message, task) entries where sender and receiver disagreed at the
         start of the round are evaluated: an entry skipped that way is at worst news one round late.
         """
-        Ys, Zs, Ss, Ds, Ks = snap if snap is not None else self.snapshot()
+        Ys, Zs, Ss, Ds, Ks = snap if snap is not None else self.snapshot(with_s=False)
         if Ys.shape[1] < self.m:  # sent before newer tasks were added: the sender knew nothing of them
             pad = self.m - Ys.shape[1]
             Ys = np.pad(Ys, ((0, 0), (0, pad)))
@@ -190,6 +194,7 @@ class CBBA:
         if len(src) == 0:
             self._release()
             return
+        n = self.n
         order = np.lexsort((src, dst))
         src, dst = src[order], dst[order]
         start = np.r_[0, np.flatnonzero(np.diff(dst)) + 1]
@@ -210,6 +215,29 @@ class CBBA:
                 j = open_j[jl]
         else:
             e = j = np.zeros(0, dtype=np.int64)
+        rows_mode = 2 * self.m >= n  # relaying whole rows is cheaper than picking the winners' columns
+        # Timestamps are read only in the columns of agents named as winners (in the messages or by the
+        # receivers; a merge only copies winners from messages). With few winners the round works on
+        # those columns alone (SW, N x |W|): cache-sized instead of N x N, and no N x N snapshot. Other
+        # columns only take direct news (S[i, k] = now), written once at the end: nothing reads them
+        # during the round. Column `loc[n]` stands for "no winner" (read, never used, by the table).
+        if not rows_mode and self.m:
+            W = np.unique(np.concatenate([Zs[Zs >= 0], self.Z[self.Z >= 0]]))
+        else:
+            W = None
+        if W is not None and 4 * len(W) <= n:
+            w = len(W)
+            loc = np.full(n + 1, w, dtype=np.int64)
+            loc[W] = np.arange(w)
+            SW = np.zeros((n, w + 1))
+            SW[:, :w] = self.S[:, W]
+            SsW = SW.copy() if Ss is None else np.pad(Ss[:, W], ((0, 0), (0, 1)))
+            packed = True
+        else:
+            loc = np.r_[np.arange(n), 0]
+            SW = self.S
+            SsW = self.S.copy() if Ss is None else Ss
+            packed = False
         b = rank[e]
         ordb = np.argsort(b, kind="stable")
         e, j, b = e[ordb], j[ordb], b[ordb]
@@ -218,20 +246,19 @@ class CBBA:
         # timeout checks winners): each message relays just the columns of the winners that sender and
         # receiver name, so a round is O(messages x tasks), not O(messages x agents). Direct news
         # (S[i, k] = now) is kept for every link.
-        tmask = np.zeros((self.n, self.m), dtype=bool)  # entries changed by an earlier message this round
-        trow = np.zeros(self.n, dtype=bool)
+        tmask = np.zeros((n, self.m), dtype=bool)  # entries changed by an earlier message this round
+        trow = np.zeros(n, dtype=bool)
         if len(e) == 0:
             # nothing to merge (the steady state): timestamps can be relayed in one go, order is moot
-            if 2 * self.m >= self.n:
-                self.S[recv] = np.maximum(self.S[recv], np.maximum.reduceat(Ss[src], start, axis=0))
+            if rows_mode:
+                SW[recv] = np.maximum(SW[recv], np.maximum.reduceat(SsW[src], start, axis=0))
             elif self.m:
                 cols = np.concatenate([Zs[src], self.Z[dst]], axis=1)
                 ok = cols >= 0
-                ri, cc = np.broadcast_to(dst[:, None], cols.shape)[ok], cols[ok]
+                ri, cc = np.broadcast_to(dst[:, None], cols.shape)[ok], loc[cols[ok]]
                 rk = np.broadcast_to(src[:, None], cols.shape)[ok]
-                np.maximum.at(self.S, (ri, cc), Ss[rk, cc])
-            self.S[dst, src] = t
-            self._release()
+                np.maximum.at(SW, (ri, cc), SsW[rk, cc])
+            self._finish_round(SW, W if packed else None, src, dst, t)
             return
         by_rank = np.argsort(rank, kind="stable")
         rank_bounds = np.searchsorted(rank[by_rank], np.arange(int(rank.max()) + 2))
@@ -246,30 +273,45 @@ class CBBA:
                     # a repeated (message, task) entry computes the same result twice: harmless
                     ee, jj = np.r_[ee, hot[e2]], np.r_[jj, j2]
             if len(ee):
-                ti, tj = self._merge(src[ee], dst[ee], jj, Ys, Zs, Ss)
+                ti, tj = self._merge(src[ee], dst[ee], jj, Ys, Zs, SW, SsW, loc)
                 if len(ti):
                     tmask[ti, tj] = True
                     trow[ti] = True
             k, i = src[sel_e], dst[sel_e]
-            if 2 * self.m >= self.n:  # relaying whole rows is cheaper than picking the winners' columns
-                self.S[i] = np.maximum(self.S[i], Ss[k])
+            if rows_mode:
+                SW[i] = np.maximum(SW[i], SsW[k])
             elif self.m:
                 cols = np.concatenate([Zs[k], self.Z[i]], axis=1)  # (E_b, 2M) the winners either side names
                 ok = cols >= 0
-                ri, cc = np.broadcast_to(i[:, None], cols.shape)[ok], cols[ok]
+                ri, cc = np.broadcast_to(i[:, None], cols.shape)[ok], loc[cols[ok]]
                 rk = np.broadcast_to(k[:, None], cols.shape)[ok]
-                self.S[ri, cc] = np.maximum(self.S[ri, cc], Ss[rk, cc])
-            self.S[i, k] = t
+                SW[ri, cc] = np.maximum(SW[ri, cc], SsW[rk, cc])
+            if packed:
+                kl = loc[k]
+                inw = kl < w
+                SW[i[inw], kl[inw]] = t
+            else:
+                SW[i, k] = t
+        self._finish_round(SW, W if packed else None, src, dst, t)
+
+    def _finish_round(self, SW: np.ndarray, W: np.ndarray | None, src: np.ndarray, dst: np.ndarray, t: float) -> None:
+        """Write packed timestamp columns back, record direct news on every link, apply the release rule."""
+        if W is not None:
+            self.S[:, W] = SW[:, : len(W)]
+        self.S[dst, src] = t
         self._release()
 
     def _merge(self, kk: np.ndarray, ii: np.ndarray, j: np.ndarray, Ys: np.ndarray, Zs: np.ndarray,
-               Ss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The CBBA decision table for entries (sender kk, receiver ii, task j), receivers unique per task."""
+               SW: np.ndarray, SsW: np.ndarray, loc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The CBBA decision table for entries (sender kk, receiver ii, task j), receivers unique per task.
+
+        SW / SsW hold the receivers' / senders' timestamps in the columns `loc` maps agents to."""
+        n = self.n
         yk, zk = Ys[kk, j], Zs[kk, j]
         yi, zi = self.Y[ii, j], self.Z[ii, j]
-        zk0, zi0 = np.maximum(zk, 0), np.maximum(zi, 0)
-        sk_m, si_m = Ss[kk, zk0], self.S[ii, zk0]  # news about the sender's winner m
-        sk_n, si_n = Ss[kk, zi0], self.S[ii, zi0]  # news about the receiver's winner n
+        ck, ci = loc[np.where(zk >= 0, zk, n)], loc[np.where(zi >= 0, zi, n)]
+        sk_m, si_m = SsW[kk, ck], SW[ii, ck]  # news about the sender's winner m
+        sk_n, si_n = SsW[kk, ci], SW[ii, ci]  # news about the receiver's winner n
         newer_m, newer_n = sk_m > si_m, sk_n > si_n
         beats = (yk > yi) | ((yk == yi) & (zk < zi))
         A, B, D = zk == kk, zk == ii, zk == NONE
@@ -362,7 +404,7 @@ class CBBA:
         self.round += 1
         self.build(agent_pos, speed, alive)
         if snap is None:
-            snap = self.snapshot()
+            snap = self.snapshot(with_s=False)
         live = alive[src] & alive[dst]
         self.consensus(src[live], dst[live], snap)
         return not (np.array_equal(before[0], self.Z) and np.array_equal(before[1], self.bundle))
