@@ -51,7 +51,10 @@ class Comms:
         src = idx[nb[dst_l, col]]
         inrange = dist[dst_l, col] <= np.minimum(radio[src], radio[dst])
         src, dst = src[inrange], dst[inrange]
-        order = np.lexsort((dst, src))
+        # pairs come ordered by receiver: a stable sort by sender orders them by (sender, receiver);
+        # 16-bit keys take numpy's radix sort
+        keys = src.astype(np.int16) if len(pos3) < 2**15 else src
+        order = np.argsort(keys, kind="stable")
         return src[order], dst[order]
 
     def transmit(self, src: np.ndarray, dst: np.ndarray, n: int, cut: np.ndarray | None = None) -> np.ndarray:
@@ -70,8 +73,10 @@ class Comms:
             u = self.rng.random(m)
             bad = np.where(bad, u >= cfg.p_bad_to_good, u < cfg.p_good_to_bad)
             p_loss = np.where(bad, cfg.loss_bad, cfg.loss_good)
-            order = np.argsort(keys)
-            self._keys, self._bad = keys[order], bad[order]
+            if m > 1 and not (np.diff(keys) > 0).all():
+                order = np.argsort(keys)
+                keys, bad = keys[order], bad[order]
+            self._keys, self._bad = keys, bad
         else:
             p_loss = np.full(m, cfg.loss)
         ok = self.rng.random(m) >= p_loss

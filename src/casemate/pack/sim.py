@@ -100,6 +100,7 @@ class Simulation:
         self.visits = 0
         self._lloyd_goal = self.fleet.pos.copy()
         self._surv_cells = None
+        self._lloyd_cells: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
         self._replan_at: float | None = None
         # metrics
         self.collisions = 0
@@ -380,17 +381,18 @@ class Simulation:
 
     def _update_lloyd(self, free: np.ndarray) -> None:
         f, w = self.fleet, self.world
-        cells = w.centres()
+        if self._lloyd_cells is None:  # each domain's cells and centres: fixed for the run
+            cells = w.centres()
+            self._lloyd_cells = {d: (m, cells[m]) for d in DOMAINS if (m := w.allowed[d].ravel()).any()}
         for di, dname in enumerate(DOMAINS):
             rows = np.flatnonzero(free & (f.domain == di))
-            if len(rows) == 0:
+            if len(rows) == 0 or dname not in self._lloyd_cells:
                 continue
-            mask = w.allowed[dname].ravel()
-            if not mask.any():
-                continue
-            stale = np.where(np.isfinite(self.last_seen[mask]), self.t - self.last_seen[mask], self.t + 60.0)
+            mask, cells = self._lloyd_cells[dname]
+            seen = self.last_seen[mask]
+            stale = np.where(np.isfinite(seen), self.t - seen, self.t + 60.0)
             weight = 1.0 + stale
-            self._lloyd_goal[rows] = lloyd_goals(w, cells[mask], weight, f.pos[rows])
+            self._lloyd_goal[rows] = lloyd_goals(w, cells, weight, f.pos[rows])
         self._surv_cells = True
 
     def _sense(self) -> None:

@@ -43,6 +43,13 @@ def path_score(start: np.ndarray, speed: float, path_pos: np.ndarray, value: np.
     return float((value * np.exp(-discount * t)).sum())
 
 
+def _stable_argsort(keys: np.ndarray, bound: int) -> np.ndarray:
+    """Stable argsort of non-negative integer keys below `bound` (radix sort when they fit 16 bits)."""
+    if bound < 2**15:
+        return np.argsort(keys.astype(np.int16), kind="stable")
+    return np.argsort(keys, kind="stable")
+
+
 class CBBA:
     """State of every agent's view: winning bids Y (N,M), winners Z (N,M), timestamps S (N,N)."""
 
@@ -195,7 +202,10 @@ class CBBA:
             self._release()
             return
         n = self.n
-        order = np.lexsort((src, dst))
+        if len(src) < 2 or (np.diff(src) >= 0).all():
+            order = _stable_argsort(dst, n)  # links come sorted by sender: a stable sort by receiver suffices
+        else:
+            order = np.lexsort((src, dst))
         src, dst = src[order], dst[order]
         start = np.r_[0, np.flatnonzero(np.diff(dst)) + 1]
         rank = np.arange(len(dst)) - np.repeat(start, np.diff(np.r_[start, len(dst)]))
@@ -208,6 +218,12 @@ class CBBA:
             # bids identify entries: equal bids with different winners would need an exact float tie
             # only tasks on which somebody still disagrees can differ across a link
             open_j = np.flatnonzero((Ys != Ys[:1]).any(axis=0) | (self.Y != self.Y[:1]).any(axis=0))
+        # messages grouped by rank (the c-th message of each receiver), receivers in order within a rank:
+        # the entries found below then come grouped by rank too
+        src_g = src
+        by_rank = _stable_argsort(rank, int(rank.max()) + 1)
+        src, dst, rank = src[by_rank], dst[by_rank], rank[by_rank]
+        if self.m:
             if 2 * len(open_j) > self.m:
                 e, j = np.nonzero(Ys[src] != self.Y[dst])
             else:
@@ -238,10 +254,9 @@ class CBBA:
             SW = self.S
             SsW = self.S.copy() if Ss is None else Ss
             packed = False
-        b = rank[e]
-        ordb = np.argsort(b, kind="stable")
-        e, j, b = e[ordb], j[ordb], b[ordb]
-        bounds = np.searchsorted(b, np.arange(int(rank.max()) + 2))
+        n_ranks = int(rank[-1]) + 1
+        bounds = np.searchsorted(rank[e], np.arange(n_ranks + 1))
+        rank_bounds = np.searchsorted(rank, np.arange(n_ranks + 1))
         # Relayed timestamps only matter for agents named as winners (the table reads S[., winner] and the
         # timeout checks winners): each message relays just the columns of the winners that sender and
         # receiver name, so a round is O(messages x tasks), not O(messages x agents). Direct news
@@ -251,7 +266,7 @@ class CBBA:
         if len(e) == 0:
             # nothing to merge (the steady state): timestamps can be relayed in one go, order is moot
             if rows_mode:
-                SW[recv] = np.maximum(SW[recv], np.maximum.reduceat(SsW[src], start, axis=0))
+                SW[recv] = np.maximum(SW[recv], np.maximum.reduceat(SsW[src_g], start, axis=0))
             elif self.m:
                 cols = np.concatenate([Zs[src], self.Z[dst]], axis=1)
                 ok = cols >= 0
@@ -260,58 +275,68 @@ class CBBA:
                 np.maximum.at(SW, (ri, cc), SsW[rk, cc])
             self._finish_round(SW, W if packed else None, src, dst, t)
             return
-        by_rank = np.argsort(rank, kind="stable")
-        rank_bounds = np.searchsorted(rank[by_rank], np.arange(int(rank.max()) + 2))
-        for r in range(int(rank.max()) + 1):
+        # flat views: 1-D gathers and scatters are several times cheaper than 2-D fancy indexing
+        w1 = SW.shape[1]
+        swf, ssf = SW.reshape(-1), SsW.reshape(-1)
+        tmf = tmask.reshape(-1)
+        for r in range(n_ranks):
             lo, hi = bounds[r], bounds[r + 1]
             ee, jj = e[lo:hi], j[lo:hi]
-            sel_e = by_rank[rank_bounds[r]:rank_bounds[r + 1]]
-            hot = sel_e[trow[dst[sel_e]]]
+            m_lo, m_hi = rank_bounds[r], rank_bounds[r + 1]
+            k, i = src[m_lo:m_hi], dst[m_lo:m_hi]
+            hot = m_lo + np.flatnonzero(trow[i])
             if len(hot):
                 e2, j2 = np.nonzero(tmask[dst[hot]])
                 if len(e2):
                     # a repeated (message, task) entry computes the same result twice: harmless
-                    ee, jj = np.r_[ee, hot[e2]], np.r_[jj, j2]
+                    ee, jj = np.concatenate([ee, hot[e2]]), np.concatenate([jj, j2])
             if len(ee):
-                ti, tj = self._merge(src[ee], dst[ee], jj, Ys, Zs, SW, SsW, loc)
+                ti, fij = self._merge(src[ee], dst[ee], jj, Ys, Zs, swf, ssf, w1, loc)
                 if len(ti):
-                    tmask[ti, tj] = True
+                    tmf[fij] = True
                     trow[ti] = True
-            k, i = src[sel_e], dst[sel_e]
             if rows_mode:
                 SW[i] = np.maximum(SW[i], SsW[k])
-            elif self.m:
-                cols = np.concatenate([Zs[k], self.Z[i]], axis=1)  # (E_b, 2M) the winners either side names
-                ok = cols >= 0
-                ri, cc = np.broadcast_to(i[:, None], cols.shape)[ok], loc[cols[ok]]
-                rk = np.broadcast_to(k[:, None], cols.shape)[ok]
-                SW[ri, cc] = np.maximum(SW[ri, cc], SsW[rk, cc])
-            if packed:
-                kl = loc[k]
-                inw = kl < w
-                SW[i[inw], kl[inw]] = t
-            else:
                 SW[i, k] = t
+            elif packed:
+                # the winners either side names; "no winner" (-1) lands in the scratch column
+                cc = loc[np.concatenate([Zs[k], self.Z[i]], axis=1)]  # (E_b, 2M)
+                fi = (i * w1)[:, None] + cc
+                swf[fi] = np.maximum(swf[fi], ssf[(k * w1)[:, None] + cc])
+                swf[i * w1 + loc[k]] = t  # direct news; agents outside W write the scratch column
+            else:
+                if self.m:
+                    cols = np.concatenate([Zs[k], self.Z[i]], axis=1)
+                    ok = cols >= 0
+                    fi = (i * w1)[:, None] + cols
+                    fk = (k * w1)[:, None] + cols
+                    fi, fk = fi[ok], fk[ok]
+                    swf[fi] = np.maximum(swf[fi], ssf[fk])
+                swf[i * w1 + k] = t
         self._finish_round(SW, W if packed else None, src, dst, t)
 
     def _finish_round(self, SW: np.ndarray, W: np.ndarray | None, src: np.ndarray, dst: np.ndarray, t: float) -> None:
         """Write packed timestamp columns back, record direct news on every link, apply the release rule."""
         if W is not None:
             self.S[:, W] = SW[:, : len(W)]
-        self.S[dst, src] = t
+        self.S.reshape(-1)[dst * self.n + src] = t
         self._release()
 
     def _merge(self, kk: np.ndarray, ii: np.ndarray, j: np.ndarray, Ys: np.ndarray, Zs: np.ndarray,
-               SW: np.ndarray, SsW: np.ndarray, loc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               swf: np.ndarray, ssf: np.ndarray, w1: int, loc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The CBBA decision table for entries (sender kk, receiver ii, task j), receivers unique per task.
 
-        SW / SsW hold the receivers' / senders' timestamps in the columns `loc` maps agents to."""
-        n = self.n
-        yk, zk = Ys[kk, j], Zs[kk, j]
-        yi, zi = self.Y[ii, j], self.Z[ii, j]
-        ck, ci = loc[np.where(zk >= 0, zk, n)], loc[np.where(zi >= 0, zi, n)]
-        sk_m, si_m = SsW[kk, ck], SW[ii, ck]  # news about the sender's winner m
-        sk_n, si_n = SsW[kk, ci], SW[ii, ci]  # news about the receiver's winner n
+        swf / ssf: the receivers' / senders' timestamps, flattened rows of w1 columns, agents mapped to
+        columns by `loc` (loc[-1]: "no winner"). Returns the changed entries: receivers, flat (i, j)."""
+        m = self.m
+        fk, fi = kk * m + j, ii * m + j
+        Yf, Zf = self.Y.reshape(-1), self.Z.reshape(-1)
+        yk, zk = Ys.reshape(-1)[fk], Zs.reshape(-1)[fk]
+        yi, zi = Yf[fi], Zf[fi]
+        ck, ci = loc[zk], loc[zi]
+        bk, bi = kk * w1, ii * w1
+        sk_m, si_m = ssf[bk + ck], swf[bi + ck]  # news about the sender's winner m
+        sk_n, si_n = ssf[bk + ci], swf[bi + ci]  # news about the receiver's winner n
         newer_m, newer_n = sk_m > si_m, sk_n > si_n
         beats = (yk > yi) | ((yk == yi) & (zk < zi))
         A, B, D = zk == kk, zk == ii, zk == NONE
@@ -328,12 +353,11 @@ class CBBA:
         upd |= (C & d & ge_m) | (D & b) | (D & c & newer_n)
         rst = (B & b) | (B & c & newer_n) | (C & b & ~ge_m) | (C & c & ~same & newer_n & (si_m >= sk_m))
         rst &= ~upd
-        self.Y[ii[upd], j[upd]] = yk[upd]
-        self.Z[ii[upd], j[upd]] = zk[upd]
-        self.Y[ii[rst], j[rst]] = 0.0
-        self.Z[ii[rst], j[rst]] = NONE
         ch = upd | rst
-        return ii[ch], j[ch]
+        fc = fi[ch]
+        Yf[fc] = np.where(upd, yk, 0.0)[ch]
+        Zf[fc] = np.where(upd, zk, NONE)[ch]
+        return ii[ch], fc
 
     def _release(self) -> None:
         """Drop every bundle entry after the first task an agent was outbid on (CBBA's release rule)."""
