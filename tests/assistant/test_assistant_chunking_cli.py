@@ -92,6 +92,14 @@ def test_cli_index_search_ask(corpus: dict[str, Any]) -> None:
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["label"] == "NP" and out["citations"][0]["name"] == "ddhc-art1"
+    r = _cli(home, "--as", "nina", "ask", "Et l'article 6 ?", "--json", "--max-tokens", "8",
+             "--follow-up", out["conversation_id"])
+    assert r.returncode == 0, r.stderr
+    follow = json.loads(r.stdout)
+    conv = corpus["ws"].catalog.get(corpus["ws"].acting_user("nina"), follow["conversation_id"])
+    assert out["conversation_id"] in conv.parents
+    r = _cli(home, "--as", "nina", "ask", "Et ensuite ?", "--follow-up", "doesnotexist")
+    assert r.returncode != 0 and r.stderr.startswith("error: no such item") and "Traceback" not in r.stderr
     r = _cli(home, "--as", "nina", "search", "   ")
     assert r.returncode == 2 and r.stderr.startswith("error: the question is empty") and "Traceback" not in r.stderr
 
