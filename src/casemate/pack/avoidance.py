@@ -61,10 +61,12 @@ def choose_velocities(
     nb, valid = nb[busy], valid[busy]
     me = idx[busy]
     others = idx[nb]
-    rel_p = pos3[others][:, :, :2] - pos3[me][:, None, :2]  # (B,K,2)
-    same_layer = np.abs(pos3[others][:, :, 2] - pos3[me][:, None, 2]) < (radius[others] + radius[me][:, None] + cfg.margin)
+    # per-component 1-D gathers: much cheaper than gathering (B,K,3) rows and slicing them
+    px, py, pz = (np.ascontiguousarray(pos3[:, d]) for d in range(3))
+    rpx, rpy = px[others] - px[me][:, None], py[others] - py[me][:, None]  # (B,K)
+    rel_p = np.stack([rpx, rpy], axis=-1)  # (B,K,2)
     rsum = radius[others] + radius[me][:, None] + cfg.margin
-    mask = valid & same_layer
+    mask = valid & (np.abs(pz[others] - pz[me][:, None]) < rsum)
 
     def ttc_min(sel: np.ndarray, cand: np.ndarray) -> np.ndarray:
         # reciprocal: I take half the avoidance, so test 2v - v_self against the neighbour's velocity
@@ -82,9 +84,20 @@ def choose_velocities(
         ttc = np.where(mask[sel][:, None, :], ttc, np.inf)
         return ttc.min(axis=2)  # (B,C)
 
-    everyone = np.arange(len(me))
     vp_all = v_pref[me]
-    t0 = ttc_min(everyone, vp_all[:, None, :])[:, 0]
+    # the preferred velocity alone, the same arithmetic as ttc_min on (B,K) component arrays
+    vx, vy = np.ascontiguousarray(vel[:, 0]), np.ascontiguousarray(vel[:, 1])
+    rvx = (2 * vp_all[:, 0] - vx[me])[:, None] - vx[others]
+    rvy = (2 * vp_all[:, 1] - vy[me])[:, None] - vy[others]
+    a = rvx * rvx + rvy * rvy
+    b = rpx * rvx + rpy * rvy
+    c = (rpx * rpx + rpy * rpy) - rsum * rsum
+    disc = b * b - a * c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tt = (b - np.sqrt(np.maximum(disc, 0))) / a
+    tt = np.where((disc > 0) & (b > 0) & (a > 1e-12), tt, np.inf)
+    tt = np.where(c < 0, 0.0, tt)
+    t0 = np.where(mask, tt, np.inf).min(axis=1)
     risky = np.flatnonzero(t0 < cfg.horizon)
     if len(risky) == 0:
         return out

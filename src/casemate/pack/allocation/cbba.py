@@ -110,8 +110,8 @@ class CBBA:
             return
         dtt = self._task_distances()
         d_at = np.sqrt(((agent_pos[:, None, :] - self.task_pos[None, :, :]) ** 2).sum(-1))
+        act = np.flatnonzero(alive & (self.blen < L))
         for _ in range(L):
-            act = np.flatnonzero(alive & (self.blen < L))
             if len(act) == 0:
                 return
             A = len(act)
@@ -174,6 +174,8 @@ class CBBA:
             shifted = np.concatenate([np.full((len(ag), 1), NONE), old[:, :-1]], axis=1)
             self.path[ag] = np.where(cols < q[:, None], old, np.where(cols == q[:, None], j[:, None], shifted))
             self.blen[ag] += 1
+            # an agent that added nothing would compute the same again: its own rows are all it reads
+            act = ag[self.blen[ag] < L]
 
     # ---------------------------------------------------------------- consensus phase
     def snapshot(self, with_s: bool = True) -> tuple[np.ndarray | None, ...]:
