@@ -137,23 +137,48 @@ def separation_filter(
     In a pair that would come too close, only the robot of lower `priority` holds first (if one of
     them already holds, the other does): holding both would freeze symmetric crowds for good. The
     loop re-checks until no pair is too close; holding everyone is always safe, so it terminates."""
+    held, pos, _ = separate(pos3_old, pos3_new, radius, active, margin, priority)
+    return held, pos
+
+
+def separate(
+    pos3_old: np.ndarray,
+    pos3_new: np.ndarray,
+    radius: np.ndarray,
+    active: np.ndarray,
+    margin: float,
+    priority: np.ndarray | None = None,
+    reach: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, tuple[float, int] | None]:
+    """`separation_filter`, plus what `min_separation(final, radius, active, reach)` would return: the
+    filter's last neighbour search already ran on the final positions (searched out to `reach` as well),
+    so the step needs no second tree. None when that is not known (the loop ran out)."""
     pos = pos3_new.copy()
     held = np.zeros(len(pos), dtype=bool)
     idx = np.flatnonzero(active)
     if len(idx) < 2:
-        return held, pos
+        return held, pos, (float("inf"), 0)
     rmax = float(radius[idx].max())
+    r_query = max(2 * rmax + margin, reach)
+
+    def report(i: np.ndarray, j: np.ndarray, d: np.ndarray) -> tuple[float, int]:
+        near = d <= reach
+        if not near.any():
+            return float("inf"), 0
+        clear = d[near] - radius[i[near]] - radius[j[near]]
+        return float(clear.min()), int((clear < 0).sum())
+
     for _ in range(len(idx) + 1):
         tree = cKDTree(pos[idx])
-        pairs = tree.query_pairs(2 * rmax + margin, output_type="ndarray")
+        pairs = tree.query_pairs(r_query, output_type="ndarray")
         if len(pairs) == 0:
-            break
-        i, j = idx[pairs[:, 0]], idx[pairs[:, 1]]
-        d = np.linalg.norm(pos[i] - pos[j], axis=1)
-        bad = d < radius[i] + radius[j] + margin
+            return held, pos, (float("inf"), 0)
+        pi, pj = idx[pairs[:, 0]], idx[pairs[:, 1]]
+        d = np.linalg.norm(pos[pi] - pos[pj], axis=1)
+        bad = d < radius[pi] + radius[pj] + margin
         if not bad.any():
-            break
-        i, j = i[bad], j[bad]
+            return held, pos, report(pi, pj, d)
+        i, j = pi[bad], pj[bad]
         if priority is None:
             movers = np.unique(np.concatenate([i, j]))
         else:
@@ -163,10 +188,11 @@ def separation_filter(
             movers = np.unique(np.concatenate([lower[both_free], j[hi & ~hj], i[hj & ~hi]]))
         movers = movers[~held[movers]]
         if len(movers) == 0:
-            break  # everyone involved already holds: they were apart before (see min_separation)
+            # everyone involved already holds: they were apart before (see min_separation)
+            return held, pos, report(pi, pj, d)
         held[movers] = True
         pos[movers] = pos3_old[movers]
-    return held, pos
+    return held, pos, None
 
 
 def min_separation(pos3: np.ndarray, radius: np.ndarray, active: np.ndarray, reach: float) -> tuple[float, int]:

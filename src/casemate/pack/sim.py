@@ -21,7 +21,7 @@ from casemate.pack.avoidance import (
     choose_velocities,
     min_separation,
     orca_velocities,
-    separation_filter,
+    separate,
 )
 from casemate.pack.comms import Comms
 from casemate.pack.coverage import lloyd_goals, plan_search
@@ -274,7 +274,9 @@ class Simulation:
         new = f.pos + vel * dt
         new, vel = apply_domain(w, f, f.pos, new, vel)
         new3 = np.column_stack([new, pos3[:, 2]])
-        held, final3 = separation_filter(pos3, new3, radius, f.alive, self.avoid.margin, self.rng_misc.permutation(n))
+        sep_reach = float(2 * radius.max() + self.avoid.margin + 1.0)
+        held, final3, sep = separate(pos3, new3, radius, f.alive, self.avoid.margin, self.rng_misc.permutation(n),
+                                     sep_reach)
         self.holds += int(held.sum())
         vel[held] = 0.0
         f.pos = final3[:, :2].copy()
@@ -286,7 +288,10 @@ class Simulation:
             f.alive &= ~flat
             for r in np.flatnonzero(flat):
                 self.lost_robots.append([round(self.t + dt, 3), int(r)])
-        clear, coll = min_separation(f.pos3(), radius, f.alive, float(2 * radius.max() + self.avoid.margin + 1.0))
+        if sep is not None and not flat.any():
+            clear, coll = sep  # the filter's last search ran on these very positions
+        else:
+            clear, coll = min_separation(f.pos3(), radius, f.alive, sep_reach)
         self.min_clearance = min(self.min_clearance, clear)
         self.collisions += coll
         # sensing
@@ -592,11 +597,12 @@ def circle_swap(n: int, *, spacing: float = 6.0, robot: str = "quadcopter", dt: 
             v_cmd = choose_velocities(pos3, fleet.vel, v_pref, r, vmax, fleet.alive, cfg)
         vel, heading = limit_velocity(fleet, v_cmd, dt)
         new3 = np.column_stack([fleet.pos + vel * dt, pos3[:, 2]])
-        held, final3 = separation_filter(pos3, new3, r, fleet.alive, cfg.margin, prio_rng.permutation(n))
+        reach = float(2 * r.max() + cfg.margin + 1)
+        held, final3, sep = separate(pos3, new3, r, fleet.alive, cfg.margin, prio_rng.permutation(n), reach)
         holds += int(held.sum())
         vel[held] = 0.0
         fleet.pos, fleet.vel, fleet.heading = final3[:, :2].copy(), vel, heading
-        c, k = min_separation(fleet.pos3(), r, fleet.alive, float(2 * r.max() + cfg.margin + 1))
+        c, k = sep if sep is not None else min_separation(fleet.pos3(), r, fleet.alive, reach)
         clear_min, collisions = min(clear_min, c), collisions + k
         t += dt
     done = np.isfinite(arrived_at)

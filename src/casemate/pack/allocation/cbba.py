@@ -64,7 +64,9 @@ class CBBA:
         self.Y = np.zeros((n, 0))
         self.Z = np.zeros((n, 0), dtype=np.int64)
         self.claimed_at = np.zeros((n, 0), dtype=np.int64)  # round each agent last added each task
-        self.S = np.zeros((n, n))
+        # round numbers: float32 holds them exactly (to 2^24 rounds) at half the memory traffic of float64
+        self.S = np.zeros((n, n), dtype=np.float32)
+        self._s_buf: np.ndarray | None = None  # reused for the senders' timestamps (no page faults per round)
         self.known = np.zeros((n, 0), dtype=bool)  # which tasks each agent has heard of
         self.done = np.zeros((n, 0), dtype=bool)
         self.bundle = np.full((n, L), NONE, dtype=np.int64)
@@ -105,7 +107,8 @@ class CBBA:
         L = self.cfg.bundle_size
         lam = self.cfg.discount
         t = float(self.round)
-        self.S[np.arange(self.n), np.arange(self.n)] = np.where(alive, t, self.S[np.arange(self.n), np.arange(self.n)])
+        diag = self.S.reshape(-1)[:: self.n + 1]  # a view
+        diag[alive] = t
         if self.m == 0:
             return
         dtt = self._task_distances()
@@ -247,14 +250,19 @@ class CBBA:
             w = len(W)
             loc = np.full(n + 1, w, dtype=np.int64)
             loc[W] = np.arange(w)
-            SW = np.zeros((n, w + 1))
+            SW = np.zeros((n, w + 1), dtype=self.S.dtype)
             SW[:, :w] = self.S[:, W]
             SsW = SW.copy() if Ss is None else np.pad(Ss[:, W], ((0, 0), (0, 1)))
             packed = True
         else:
             loc = np.r_[np.arange(n), 0]
             SW = self.S
-            SsW = self.S.copy() if Ss is None else Ss
+            if Ss is None:
+                if self._s_buf is None or self._s_buf.shape != self.S.shape:
+                    self._s_buf = np.empty_like(self.S)
+                np.copyto(self._s_buf, self.S)
+                Ss = self._s_buf
+            SsW = Ss
             packed = False
         n_ranks = int(rank[-1]) + 1
         bounds = np.searchsorted(rank[e], np.arange(n_ranks + 1))
