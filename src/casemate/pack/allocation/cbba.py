@@ -343,25 +343,25 @@ class CBBA:
         Yf, Zf = self.Y.reshape(-1), self.Z.reshape(-1)
         yk, zk = Ys.reshape(-1)[fk], Zs.reshape(-1)[fk]
         yi, zi = Yf[fi], Zf[fi]
-        ck, ci = loc[zk], loc[zi]
+        A, B, D = zk == kk, zk == ii, zk < 0
+        C = ~(A | B | D)
+        a, b, d = zi == ii, zi == kk, zi < 0
+        c = ~(a | b | d)
         bk, bi = kk * w1, ii * w1
-        sk_m, si_m = ssf[bk + ck], swf[bi + ck]  # news about the sender's winner m
-        sk_n, si_n = ssf[bk + ci], swf[bi + ci]  # news about the receiver's winner n
+        ck, ci = loc[zk], loc[zi]
+        sk_m, si_m = ssf[bk + ck], swf[bi + ck]  # news about the sender's winner m (read in rows C only)
+        sk_n, si_n = ssf[bk + ci], swf[bi + ci]  # news about the receiver's winner n (rows c only)
         newer_m, newer_n = sk_m > si_m, sk_n > si_n
         beats = (yk > yi) | ((yk == yi) & (zk < zi))
-        A, B, D = zk == kk, zk == ii, zk == NONE
-        C = ~A & ~B & ~D
-        a, b, d = zi == ii, zi == kk, zi == NONE
-        c = ~a & ~b & ~d
         same = zi == zk
         # ">=" where the paper has ">": with synchronous rounds, news relayed along equally long paths
         # carries equal timestamps, and strict tests then leave stale winners in place forever.
         ge_m = sk_m >= si_m
-        upd = (A & a & beats) | (A & b) | (A & c & (newer_n | beats)) | (A & d)
-        upd |= (C & a & ge_m & beats) | (C & b & ge_m) | (C & c & same & newer_m)
-        upd |= C & c & ~same & ((newer_m & newer_n) | (ge_m & beats))
-        upd |= (C & d & ge_m) | (D & b) | (D & c & newer_n)
-        rst = (B & b) | (B & c & newer_n) | (C & b & ~ge_m) | (C & c & ~same & newer_n & (si_m >= sk_m))
+        upd = A & ((a & beats) | b | (c & (newer_n | beats)) | d)
+        upd |= C & ((a & ge_m & beats) | (b & ge_m) | (c & same & newer_m)
+                    | (c & ~same & ((newer_m & newer_n) | (ge_m & beats))) | (d & ge_m))
+        upd |= D & (b | (c & newer_n))
+        rst = (B & (b | (c & newer_n))) | (C & ((b & ~ge_m) | (c & ~same & newer_n & (si_m >= sk_m))))
         rst &= ~upd
         ch = upd | rst
         fc = fi[ch]
