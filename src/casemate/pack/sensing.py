@@ -41,22 +41,33 @@ def sense(pos: np.ndarray, alive: np.ndarray, sensor_range: np.ndarray, ifov: np
     idx = np.flatnonzero(alive)
     if len(idx) == 0 or len(targets) == 0:
         return Detections(empty, empty, empty, np.zeros(0))
-    tr = cKDTree(pos[idx])
-    tt = cKDTree(targets)
-    coo = tr.sparse_distance_matrix(tt, float(sensor_range[idx].max()), output_type="coo_matrix")
-    ri, tj, d = idx[coo.row], coo.col.astype(np.int64), coo.data
-    # sparse_distance_matrix omits exact zeros; a robot on top of a target sees it
-    zero = tt.query(pos[idx], k=1, distance_upper_bound=1e-9)
-    hit0 = np.isfinite(zero[0])
-    if hit0.any():
-        ri = np.r_[ri, idx[hit0]]
-        tj = np.r_[tj, zero[1][hit0]]
-        d = np.r_[d, np.zeros(int(hit0.sum()))]
-    order = np.lexsort((tj, ri))
-    ri, tj, d = ri[order], tj[order], d[order]
-    rng_r = sensor_range[ri]
-    inside = d <= rng_r
-    ri, tj, d, rng_r = ri[inside], tj[inside], d[inside], rng_r[inside]
+    if len(idx) * len(targets) <= 4_000_000:
+        # few targets: every robot-target distance at once beats building two trees every step
+        # (the same arithmetic as the tree's: sqrt(dx*dx + dy*dy); pairs in (robot, target) order)
+        p_ = pos[idx]
+        dx = p_[:, 0][:, None] - targets[:, 0][None, :]
+        dy = p_[:, 1][:, None] - targets[:, 1][None, :]
+        dist = np.sqrt(dx * dx + dy * dy)
+        r_l, tj = np.nonzero(dist <= sensor_range[idx][:, None])
+        ri, d = idx[r_l], dist[r_l, tj]
+        rng_r = sensor_range[ri]
+    else:
+        tr = cKDTree(pos[idx])
+        tt = cKDTree(targets)
+        coo = tr.sparse_distance_matrix(tt, float(sensor_range[idx].max()), output_type="coo_matrix")
+        ri, tj, d = idx[coo.row], coo.col.astype(np.int64), coo.data
+        # sparse_distance_matrix omits exact zeros; a robot on top of a target sees it
+        zero = tt.query(pos[idx], k=1, distance_upper_bound=1e-9)
+        hit0 = np.isfinite(zero[0]) & (zero[0] == 0)
+        if hit0.any():
+            ri = np.r_[ri, idx[hit0]]
+            tj = np.r_[tj, zero[1][hit0]]
+            d = np.r_[d, np.zeros(int(hit0.sum()))]
+        order = np.lexsort((tj, ri))
+        ri, tj, d = ri[order], tj[order], d[order]
+        rng_r = sensor_range[ri]
+        inside = d <= rng_r
+        ri, tj, d, rng_r = ri[inside], tj[inside], d[inside], rng_r[inside]
     p = p_detect[ri] * (1.0 - (d / rng_r) ** 2)
     seen = rng.random(len(d)) < p
     ri, tj, d = ri[seen], tj[seen], d[seen]
