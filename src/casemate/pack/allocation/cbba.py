@@ -66,7 +66,9 @@ class CBBA:
         self.claimed_at = np.zeros((n, 0), dtype=np.int64)  # round each agent last added each task
         # round numbers: float32 holds them exactly (to 2^24 rounds) at half the memory traffic of float64
         self.S = np.zeros((n, n), dtype=np.float32)
-        self._s_buf: np.ndarray | None = None  # reused for the senders' timestamps (no page faults per round)
+        # the senders' timestamps for unpacked rounds: kept equal to S by replaying each round's writes,
+        # which are far fewer than the N x N entries a fresh copy would move
+        self._s_buf: np.ndarray | None = None
         self.known = np.zeros((n, 0), dtype=bool)  # which tasks each agent has heard of
         self.done = np.zeros((n, 0), dtype=bool)
         self.bundle = np.full((n, L), NONE, dtype=np.int64)
@@ -109,6 +111,8 @@ class CBBA:
         t = float(self.round)
         diag = self.S.reshape(-1)[:: self.n + 1]  # a view
         diag[alive] = t
+        if self._s_buf is not None:
+            self._s_buf.reshape(-1)[:: self.n + 1][alive] = t
         if self.m == 0:
             return
         dtt = self._task_distances()
@@ -257,13 +261,13 @@ class CBBA:
         else:
             loc = np.r_[np.arange(n), 0]
             SW = self.S
-            if Ss is None:
-                if self._s_buf is None or self._s_buf.shape != self.S.shape:
-                    self._s_buf = np.empty_like(self.S)
-                np.copyto(self._s_buf, self.S)
-                Ss = self._s_buf
-            SsW = Ss
+            if Ss is None and not rows_mode:
+                if self._s_buf is None:
+                    self._s_buf = self.S.copy()
+                Ss = self._s_buf  # equal to S now; the round's writes are replayed into it at the end
+            SsW = self.S.copy() if Ss is None else Ss
             packed = False
+        log: list[np.ndarray] | None = [] if (not packed and not rows_mode and self._s_buf is not None) else None
         n_ranks = int(rank[-1]) + 1
         bounds = np.searchsorted(rank[e], np.arange(n_ranks + 1))
         rank_bounds = np.searchsorted(rank, np.arange(n_ranks + 1))
@@ -283,7 +287,9 @@ class CBBA:
                 ri, cc = np.broadcast_to(dst[:, None], cols.shape)[ok], loc[cols[ok]]
                 rk = np.broadcast_to(src[:, None], cols.shape)[ok]
                 np.maximum.at(SW, (ri, cc), SsW[rk, cc])
-            self._finish_round(SW, W if packed else None, src, dst, t)
+                if log is not None:
+                    log.append(ri * n + cc)
+            self._finish_round(SW, W if packed else None, src, dst, t, log)
             return
         # flat views: 1-D gathers and scatters are several times cheaper than 2-D fancy indexing
         w1 = SW.shape[1]
@@ -321,15 +327,34 @@ class CBBA:
                     fi = (i * w1)[:, None] + cols
                     fk = (k * w1)[:, None] + cols
                     fi, fk = fi[ok], fk[ok]
-                    swf[fi] = np.maximum(swf[fi], ssf[fk])
+                    # write (and later replay) only the entries that take newer news: a minority
+                    news = ssf[fk]
+                    newer = news > swf[fi]
+                    fi = fi[newer]
+                    swf[fi] = news[newer]
+                    if log is not None:
+                        log.append(fi)
                 swf[i * w1 + k] = t
-        self._finish_round(SW, W if packed else None, src, dst, t)
+        self._finish_round(SW, W if packed else None, src, dst, t, log)
 
-    def _finish_round(self, SW: np.ndarray, W: np.ndarray | None, src: np.ndarray, dst: np.ndarray, t: float) -> None:
-        """Write packed timestamp columns back, record direct news on every link, apply the release rule."""
+    def _finish_round(self, SW: np.ndarray, W: np.ndarray | None, src: np.ndarray, dst: np.ndarray, t: float,
+                      log: list[np.ndarray] | None = None) -> None:
+        """Write packed timestamp columns back, record direct news on every link, keep the senders'
+        buffer equal to S (replaying this round's writes, or dropping it), apply the release rule."""
+        direct = dst * self.n + src
         if W is not None:
             self.S[:, W] = SW[:, : len(W)]
-        self.S.reshape(-1)[dst * self.n + src] = t
+        self.S.reshape(-1)[direct] = t
+        buf = self._s_buf
+        if buf is not None:
+            if W is not None:
+                buf[:, W] = SW[:, : len(W)]
+                buf.reshape(-1)[direct] = t
+            elif log is not None:
+                idx = np.concatenate([*log, direct])
+                buf.reshape(-1)[idx] = self.S.reshape(-1)[idx]
+            else:
+                self._s_buf = None  # written in ways not replayed (whole rows): rebuilt when needed
         self._release()
 
     def _merge(self, kk: np.ndarray, ii: np.ndarray, j: np.ndarray, Ys: np.ndarray, Zs: np.ndarray,
