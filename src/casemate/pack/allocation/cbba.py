@@ -122,37 +122,18 @@ class CBBA:
             if len(act) == 0:
                 return
             A = len(act)
-            path = self.path[act]
-            valid = path >= 0
-            ppos = np.where(valid[:, :, None], self.task_pos[np.maximum(path, 0)], np.nan)
-            pts = np.concatenate([agent_pos[act][:, None, :], ppos], axis=1)  # (A,L+1,2): prev for q
-            seg = np.linalg.norm(np.diff(pts, axis=1), axis=2) / speed[act][:, None]  # (A,L)
-            seg = np.where(valid, seg, 0.0)
-            arr = np.cumsum(seg, axis=1)  # arrival time at path[q]
-            contrib = np.where(valid, self.task_value[np.maximum(path, 0)] * np.exp(-lam * arr), 0.0)
-            suffix = np.concatenate([np.cumsum(contrib[:, ::-1], axis=1)[:, ::-1], np.zeros((A, 1))], axis=1)  # (A,L+1)
-            t_prev = np.concatenate([np.zeros((A, 1)), arr], axis=1)  # (A,L+1) time at prev of slot q
-            prev = np.where(np.isnan(pts), 0.0, pts)  # (A,L+1,2)
-            nxt = np.concatenate([ppos, np.full((A, 1, 2), np.nan)], axis=1)  # (A,L+1,2)
-            has_next = ~np.isnan(nxt[:, :, 0])
-            nxt0 = np.where(np.isnan(nxt), 0.0, nxt)
-            # only slots up to the longest bundle matter; distances to every task come from caches
-            Q = int(self.blen[act].max()) + 1
-            ptask = np.concatenate([np.full((A, 1), -1), path], axis=1)[:, :Q]  # predecessor task or -1
-            d_pj = dtt[np.maximum(ptask, 0)]  # (A,Q,M)
-            d_pj[:, 0, :] = d_at[act]
-            ntask = np.concatenate([path, np.full((A, 1), -1)], axis=1)[:, :Q]
-            d_jn = dtt[np.maximum(ntask, 0)]
-            d_pn = np.linalg.norm(nxt0 - prev, axis=2)[:, :Q]
-            has_next, t_prev, suffix = has_next[:, :Q], t_prev[:, :Q], suffix[:, :Q]
-            sp = speed[act][:, None, None]
-            gain = self.task_value[None, None, :] * np.exp(-lam * (t_prev[:, :, None] + d_pj / sp))
-            delay = np.where(has_next[:, :, None], (d_pj + d_jn - d_pn[:, :, None]) / sp, 0.0)
-            gain = gain + (np.exp(-lam * delay) - 1.0) * suffix[:, :, None]
-            slot_ok = np.arange(Q)[None, :] <= self.blen[act][:, None]
-            gain = np.where(slot_ok[:, :, None], gain, -np.inf)
-            q_best = np.argmax(gain, axis=1)  # (A,M)
-            c = np.take_along_axis(gain, q_best[:, None, :], axis=1)[:, 0, :]
+            empty = self.blen[act] == 0
+            if not empty.any():
+                c, q_best = self._insertion_gains(act, agent_pos, speed, d_at, dtt)
+            else:
+                # an empty path has one slot and nothing after it: the gain is the task's own score,
+                # the same arithmetic the general case does there (t_prev 0, no delay term)
+                c = np.empty((A, self.m))
+                q_best = np.zeros((A, self.m), dtype=np.intp)
+                r0 = act[empty]
+                c[empty] = self.task_value[None, :] * np.exp(-lam * (d_at[r0] / speed[r0][:, None]))
+                if not empty.all():
+                    c[~empty], q_best[~empty] = self._insertion_gains(act[~empty], agent_pos, speed, d_at, dtt)
             # bid warping: never bid more than the previous bid in my bundle
             last = np.where(self.blen[act] > 0,
                             self.Y[act, np.maximum(self.bundle[act, np.maximum(self.blen[act] - 1, 0)], 0)], np.inf)
@@ -183,6 +164,44 @@ class CBBA:
             self.blen[ag] += 1
             # an agent that added nothing would compute the same again: its own rows are all it reads
             act = ag[self.blen[ag] < L]
+
+    def _insertion_gains(self, act: np.ndarray, agent_pos: np.ndarray, speed: np.ndarray, d_at: np.ndarray,
+                         dtt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Best insertion gain (A,M) of every task into each agent's path, and the slot it goes in."""
+        lam = self.cfg.discount
+        A = len(act)
+        path = self.path[act]
+        valid = path >= 0
+        ppos = np.where(valid[:, :, None], self.task_pos[np.maximum(path, 0)], np.nan)
+        pts = np.concatenate([agent_pos[act][:, None, :], ppos], axis=1)  # (A,L+1,2): prev for q
+        seg = np.linalg.norm(np.diff(pts, axis=1), axis=2) / speed[act][:, None]  # (A,L)
+        seg = np.where(valid, seg, 0.0)
+        arr = np.cumsum(seg, axis=1)  # arrival time at path[q]
+        contrib = np.where(valid, self.task_value[np.maximum(path, 0)] * np.exp(-lam * arr), 0.0)
+        suffix = np.concatenate([np.cumsum(contrib[:, ::-1], axis=1)[:, ::-1], np.zeros((A, 1))], axis=1)  # (A,L+1)
+        t_prev = np.concatenate([np.zeros((A, 1)), arr], axis=1)  # (A,L+1) time at prev of slot q
+        prev = np.where(np.isnan(pts), 0.0, pts)  # (A,L+1,2)
+        nxt = np.concatenate([ppos, np.full((A, 1, 2), np.nan)], axis=1)  # (A,L+1,2)
+        has_next = ~np.isnan(nxt[:, :, 0])
+        nxt0 = np.where(np.isnan(nxt), 0.0, nxt)
+        # only slots up to the longest bundle matter; distances to every task come from caches
+        Q = int(self.blen[act].max()) + 1
+        ptask = np.concatenate([np.full((A, 1), -1), path], axis=1)[:, :Q]  # predecessor task or -1
+        d_pj = dtt[np.maximum(ptask, 0)]  # (A,Q,M)
+        d_pj[:, 0, :] = d_at[act]
+        ntask = np.concatenate([path, np.full((A, 1), -1)], axis=1)[:, :Q]
+        d_jn = dtt[np.maximum(ntask, 0)]
+        d_pn = np.linalg.norm(nxt0 - prev, axis=2)[:, :Q]
+        has_next, t_prev, suffix = has_next[:, :Q], t_prev[:, :Q], suffix[:, :Q]
+        sp = speed[act][:, None, None]
+        gain = self.task_value[None, None, :] * np.exp(-lam * (t_prev[:, :, None] + d_pj / sp))
+        delay = np.where(has_next[:, :, None], (d_pj + d_jn - d_pn[:, :, None]) / sp, 0.0)
+        gain = gain + (np.exp(-lam * delay) - 1.0) * suffix[:, :, None]
+        slot_ok = np.arange(Q)[None, :] <= self.blen[act][:, None]
+        gain = np.where(slot_ok[:, :, None], gain, -np.inf)
+        q_best = np.argmax(gain, axis=1)  # (A,M)
+        c = np.take_along_axis(gain, q_best[:, None, :], axis=1)[:, 0, :]
+        return c, q_best
 
     # ---------------------------------------------------------------- consensus phase
     def snapshot(self, with_s: bool = True) -> tuple[np.ndarray | None, ...]:
