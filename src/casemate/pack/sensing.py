@@ -10,6 +10,7 @@ from scipy.spatial import cKDTree
 LEVELS: tuple[str, ...] = ("D", "R", "I")
 # pixels across the target needed to detect / recognise / identify (Johnson: 1, 4, 6.4 cycles x 2 px)
 PIXELS = np.array([2.0, 8.0, 12.8])
+ALL_PAIRS_MAX = 4_000_000  # robot-target pairs up to which sensing takes every distance at once
 
 
 def level_ranges(ifov: np.ndarray, sensor_range: np.ndarray, target_size: float) -> np.ndarray:
@@ -41,7 +42,7 @@ def sense(pos: np.ndarray, alive: np.ndarray, sensor_range: np.ndarray, ifov: np
     idx = np.flatnonzero(alive)
     if len(idx) == 0 or len(targets) == 0:
         return Detections(empty, empty, empty, np.zeros(0))
-    if len(idx) * len(targets) <= 4_000_000:
+    if len(idx) * len(targets) <= ALL_PAIRS_MAX:
         # few targets: every robot-target distance at once beats building two trees every step
         # (the same arithmetic as the tree's: sqrt(dx*dx + dy*dy); pairs in (robot, target) order)
         p_ = pos[idx]
@@ -56,13 +57,15 @@ def sense(pos: np.ndarray, alive: np.ndarray, sensor_range: np.ndarray, ifov: np
         tt = cKDTree(targets)
         coo = tr.sparse_distance_matrix(tt, float(sensor_range[idx].max()), output_type="coo_matrix")
         ri, tj, d = idx[coo.row], coo.col.astype(np.int64), coo.data
-        # sparse_distance_matrix omits exact zeros; a robot on top of a target sees it
+        # sparse_distance_matrix may omit exact zeros; a robot on top of a target sees it (once)
         zero = tt.query(pos[idx], k=1, distance_upper_bound=1e-9)
-        hit0 = np.isfinite(zero[0]) & (zero[0] == 0)
-        if hit0.any():
-            ri = np.r_[ri, idx[hit0]]
-            tj = np.r_[tj, zero[1][hit0]]
-            d = np.r_[d, np.zeros(int(hit0.sum()))]
+        hit0 = np.flatnonzero(np.isfinite(zero[0]) & (zero[0] == 0))
+        if len(hit0):
+            t0 = zero[1][hit0]
+            new = ~np.isin(idx[hit0] * len(targets) + t0, ri * len(targets) + tj)
+            ri = np.r_[ri, idx[hit0][new]]
+            tj = np.r_[tj, t0[new]]
+            d = np.r_[d, np.zeros(int(new.sum()))]
         order = np.lexsort((tj, ri))
         ri, tj, d = ri[order], tj[order], d[order]
         rng_r = sensor_range[ri]

@@ -53,6 +53,8 @@ def _stable_argsort(keys: np.ndarray, bound: int) -> np.ndarray:
 class CBBA:
     """State of every agent's view: winning bids Y (N,M), winners Z (N,M), timestamps S (N,N)."""
 
+    pack_ratio = 0.25  # a round works on packed timestamp columns when at most this share of agents are winners
+
     def __init__(self, n_agents: int, cfg: CBBAConfig | None = None) -> None:
         self.cfg = cfg or CBBAConfig()
         n = n_agents
@@ -269,7 +271,7 @@ class CBBA:
             W = np.unique(np.concatenate([Zs[Zs >= 0], self.Z[self.Z >= 0]]))
         else:
             W = None
-        if W is not None and 4 * len(W) <= n:
+        if W is not None and len(W) <= self.pack_ratio * n:
             w = len(W)
             loc = np.full(n + 1, w, dtype=np.int64)
             loc[W] = np.arange(w)

@@ -1,0 +1,83 @@
+"""The throughput shortcuts compute exactly what the plain versions do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from casemate.pack import sensing
+from casemate.pack.allocation import CBBA, CBBAConfig
+from casemate.pack.avoidance import min_separation, separate, separation_filter
+
+
+def _cbba_run(variant: str, *, n: int = 80, m: int = 25, rounds: int = 40) -> CBBA:
+    r = np.random.default_rng(5)
+    pos = r.uniform(0, 1000, (n, 2))
+    tasks = r.uniform(0, 1000, (m, 2))
+    value = r.uniform(1, 2, m)
+    pairs = cKDTree(pos).query_pairs(250.0, output_type="ndarray")
+    src = np.r_[pairs[:, 0], pairs[:, 1]]
+    dst = np.r_[pairs[:, 1], pairs[:, 0]]
+    order = np.lexsort((dst, src))
+    src, dst = src[order], dst[order]
+    cb = CBBA(n, CBBAConfig(bundle_size=3, timeout=6))
+    cb.pack_ratio = {"packed": 1.0, "plain": 0.0}.get(variant, CBBA.pack_ratio)
+    cb.add_tasks(tasks, value, np.ones((n, m), dtype=bool))
+    loss = np.random.default_rng(9)
+    speed, alive = np.full(n, 10.0), np.ones(n, dtype=bool)
+    for k in range(rounds):
+        if k == 15:
+            alive[:10] = False  # losses: timeouts, releases, re-allocation
+        keep = (loss.random(len(src)) >= 0.3) & alive[src] & alive[dst]
+        s, d = src[keep], dst[keep]
+        if variant == "shuffled":  # messages not sorted by sender take the general ordering
+            p = np.random.default_rng(k).permutation(len(s))
+            s, d = s[p], d[p]
+        if variant == "full-snapshot":  # the senders' timestamps as a full copy, no shared buffer
+            cb.round += 1
+            cb.build(pos, speed, alive)
+            cb.consensus(s, d, cb.snapshot(with_s=True))
+        else:
+            cb.step_round(pos, speed, alive, s, d)
+    return cb
+
+
+def test_cbba_timestamp_shortcuts_change_nothing() -> None:
+    ref = _cbba_run("default")
+    assert (ref.Z >= 0).any() and (ref.S > 0).any()
+    for variant in ("packed", "plain", "full-snapshot", "shuffled"):
+        other = _cbba_run(variant)
+        for a, b in ((ref.Y, other.Y), (ref.Z, other.Z), (ref.S, other.S), (ref.bundle, other.bundle),
+                     (ref.path, other.path)):
+            assert np.array_equal(a, b), variant
+
+
+def test_sensing_all_pairs_matches_the_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    r = np.random.default_rng(2)
+    n, t = 400, 30
+    pos = r.uniform(0, 2000, (n, 2))
+    pos[:3] = r.uniform(0, 2000, (3, 2))
+    targets = np.r_[pos[:2], r.uniform(0, 2000, (t - 2, 2))]  # two robots right on top of a target
+    args = (pos, r.random(n) > 0.1, r.uniform(100, 400, n), np.full(n, 1e-3), np.full(n, 0.9), targets,
+            r.uniform(2, 10, t))
+    fast = sensing.sense(*args, np.random.default_rng(4))
+    monkeypatch.setattr(sensing, "ALL_PAIRS_MAX", 0)
+    tree = sensing.sense(*args, np.random.default_rng(4))
+    assert len(fast.robot) > 20
+    for f in ("robot", "target", "level", "distance"):
+        assert np.array_equal(getattr(fast, f), getattr(tree, f)), f
+
+
+def test_separation_report_matches_min_separation() -> None:
+    r = np.random.default_rng(3)
+    n = 300
+    old = np.column_stack([r.uniform(0, 120, (n, 2)), np.zeros(n)])
+    new = old.copy()
+    new[:, :2] += r.normal(0, 2.0, (n, 2))
+    radius, active = np.full(n, 0.5), r.random(n) > 0.05
+    prio = r.permutation(n)
+    held, pos = separation_filter(old, new, radius, active, 0.5, prio)
+    held2, pos2, rep = separate(old, new, radius, active, 0.5, prio, reach=2.5)
+    assert held.any() and np.array_equal(held, held2) and np.array_equal(pos, pos2)
+    assert rep == min_separation(pos2, radius, active, 2.5)
