@@ -369,8 +369,7 @@ class CBBA:
         buf = self._s_buf
         if buf is not None:
             if W is not None:
-                buf[:, W] = SW[:, : len(W)]
-                buf.reshape(-1)[direct] = t
+                self._s_buf = None  # packed rounds need no buffer; a later unpacked round copies S afresh
             elif log is not None:
                 idx = np.concatenate([*log, direct])
                 buf.reshape(-1)[idx] = self.S.reshape(-1)[idx]
