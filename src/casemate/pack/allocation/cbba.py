@@ -344,7 +344,10 @@ class CBBA:
             else:
                 if self.m:
                     cols = np.concatenate([Zs[k], self.Z[i]], axis=1)
-                    ok = cols >= 0
+                    # the sender's own column is overwritten by the direct news below, and the receiver's
+                    # own column already holds this round (set in build): relaying either changes nothing
+                    own_i = (swf[i * (w1 + 1)] == t)[:, None]
+                    ok = (cols >= 0) & (cols != k[:, None]) & ~((cols == i[:, None]) & own_i)
                     fi = (i * w1)[:, None] + cols
                     fk = (k * w1)[:, None] + cols
                     fi, fk = fi[ok], fk[ok]
