@@ -43,6 +43,30 @@ def path_score(start: np.ndarray, speed: float, path_pos: np.ndarray, value: np.
     return float((value * np.exp(-discount * t)).sum())
 
 
+def _decision_table() -> np.ndarray:
+    """CBBA's update/reset/leave table (Choi et al. 2009, table 1) over every combination of its
+    inputs, indexed as in CBBA._merge: 1 update, 2 reset, 0 leave."""
+    code = np.arange(4 * 4 * 3 * 2 * 2 * 2)
+    same, newer_n = code % 2 == 1, (code // 2) % 2 == 1
+    beats, cmp_m = (code // 4) % 2 == 1, (code // 8) % 3
+    case_i, case_k = (code // 24) % 4, code // 96
+    A, B, C, D = (case_k == q for q in range(4))
+    a, b, c, d = (case_i == q for q in range(4))
+    newer_m = cmp_m == 2
+    # ">=" where the paper has ">": with synchronous rounds, news relayed along equally long paths
+    # carries equal timestamps, and strict tests then leave stale winners in place forever.
+    ge_m, le_m = cmp_m >= 1, cmp_m <= 1
+    upd = A & ((a & beats) | b | (c & (newer_n | beats)) | d)
+    upd |= C & ((a & ge_m & beats) | (b & ge_m) | (c & same & newer_m)
+                | (c & ~same & ((newer_m & newer_n) | (ge_m & beats))) | (d & ge_m))
+    upd |= D & (b | (c & newer_n))
+    rst = (B & (b | (c & newer_n))) | (C & ((b & ~ge_m) | (c & ~same & newer_n & le_m)))
+    return np.where(upd, 1, np.where(rst, 2, 0)).astype(np.int8)
+
+
+_TABLE = _decision_table()
+
+
 def _stable_argsort(keys: np.ndarray, bound: int) -> np.ndarray:
     """Stable argsort of non-negative integer keys below `bound` (radix sort when they fit 16 bits)."""
     if bound < 2**15:
@@ -391,27 +415,20 @@ class CBBA:
         Yf, Zf = self.Y.reshape(-1), self.Z.reshape(-1)
         yk, zk = Ys.reshape(-1)[fk], Zs.reshape(-1)[fk]
         yi, zi = Yf[fi], Zf[fi]
-        A, B, D = zk == kk, zk == ii, zk < 0
-        C = ~(A | B | D)
-        a, b, d = zi == ii, zi == kk, zi < 0
-        c = ~(a | b | d)
         bk, bi = kk * w1, ii * w1
         ck, ci = loc[zk], loc[zi]
-        sk_m, si_m = ssf[bk + ck], swf[bi + ck]  # news about the sender's winner m (read in rows C only)
-        sk_n, si_n = ssf[bk + ci], swf[bi + ci]  # news about the receiver's winner n (rows c only)
-        newer_m, newer_n = sk_m > si_m, sk_n > si_n
+        sk_m, si_m = ssf[bk + ck], swf[bi + ck]  # news about the sender's winner m
+        sk_n, si_n = ssf[bk + ci], swf[bi + ci]  # news about the receiver's winner n
+        # the decision table (_decision_table) as one lookup: sender case (A: names itself, B: names
+        # the receiver, C: a third agent, D: nobody), receiver case (a, b, c, d alike), comparisons
+        case_k = 2 - 2 * (zk == kk) - (zk == ii) + (zk < 0)
+        case_i = 2 - 2 * (zi == ii) - (zi == kk) + (zi < 0)
+        cmp_m = (sk_m > si_m) * 1 + (sk_m >= si_m)  # 0: older, 1: as new, 2: newer news of m
         beats = (yk > yi) | ((yk == yi) & (zk < zi))
-        same = zi == zk
-        # ">=" where the paper has ">": with synchronous rounds, news relayed along equally long paths
-        # carries equal timestamps, and strict tests then leave stale winners in place forever.
-        ge_m = sk_m >= si_m
-        upd = A & ((a & beats) | b | (c & (newer_n | beats)) | d)
-        upd |= C & ((a & ge_m & beats) | (b & ge_m) | (c & same & newer_m)
-                    | (c & ~same & ((newer_m & newer_n) | (ge_m & beats))) | (d & ge_m))
-        upd |= D & (b | (c & newer_n))
-        rst = (B & (b | (c & newer_n))) | (C & ((b & ~ge_m) | (c & ~same & newer_n & (si_m >= sk_m))))
-        rst &= ~upd
-        ch = upd | rst
+        code = ((((case_k * 4 + case_i) * 3 + cmp_m) * 2 + beats) * 2 + (sk_n > si_n)) * 2 + (zi == zk)
+        act = _TABLE[code]
+        upd = act == 1
+        ch = act > 0
         fc = fi[ch]
         Yf[fc] = np.where(upd, yk, 0.0)[ch]
         Zf[fc] = np.where(upd, zk, NONE)[ch]
