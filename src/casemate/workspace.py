@@ -188,7 +188,7 @@ class Workspace:
             with self.transaction() as conn:
                 self.audit.checkpoint_now(conn)
         finally:
-            self.blobs.discard()
+            self.blobs.close()
             self.engine.dispose()
 
     # -- transactions ------------------------------------------------------------------------

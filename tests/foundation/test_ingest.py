@@ -61,7 +61,8 @@ def test_rerun_creates_nothing_and_same_content_is_one_blob(ws, tmp_path) -> Non
     first = ingest(ws, admin, [src], "NP")
     assert len(first.ingested) == 2
     assert first.ingested[0].sha256 == first.ingested[1].sha256
-    blobs = [p for p in (ws.home / "blobs").rglob("*") if p.is_file() and p.parent.name != "tmp"]
+    root = ws.home / "blobs"
+    blobs = [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] != "tmp"]
     assert len(blobs) == 1
     again = ingest(ws, admin, [src], "NP")
     assert again.ingested == [] and len(again.skipped) == 2
@@ -106,7 +107,7 @@ def test_bad_inputs_get_clear_errors_and_the_rest_is_ingested(ws, tmp_path) -> N
     assert "not a regular file" in errors["pipe"]
     # nothing partial: only the good file has a row, no staged temp file remains
     assert [v.name for v in ws.catalog.list(admin)] == ["good.txt"]
-    assert list((ws.home / "blobs" / "tmp").iterdir()) == []
+    assert list((ws.home / "blobs" / "tmp").rglob("*.part")) == []
     ws.flush()
     failed_entries = [e for e in ws.audit.tail(100) if e.action == "ingest.failed"]
     assert len(failed_entries) == len(report.failed)
@@ -133,3 +134,27 @@ def test_cli_exit_code_and_summary(home, tmp_path) -> None:
     assert "Traceback" not in out.stderr
     bad = subprocess.run(cm + ["ingest", str(src), "--label", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown classification level 'nope'" in bad.stderr
+
+
+def test_concurrent_ingests_on_one_workspace(home, tmp_path) -> None:
+    from casemate.workspace import Workspace
+
+    Workspace.init(home).close()
+    procs = []
+    for w in range(3):
+        src = tmp_path / f"in{w}"
+        for i in range(80):
+            write(src / f"w{w}-{i}.txt", f"writer {w} file {i}")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "casemate.cli", "--home", str(home), "ingest", str(src), "--label", "NP",
+             "--batch-size", "9", "--no-hooks"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+    with Workspace.open(home) as ws:
+        versions = ws.catalog.list(ws.acting_user("admin"), limit=500)
+        assert len(versions) == 240
+        assert all(ws.blobs.verify(v.sha256) for v in versions)
+        assert ws.audit.verify().ok
+    # every process removed its staging folder on close
+    assert [p.name for p in (home / "blobs" / "tmp").iterdir()] == []

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import fcntl
 import hashlib
 import os
+import secrets
 import shutil
 import threading
 from abc import ABC, abstractmethod
@@ -83,21 +85,47 @@ _SYNCFS = _load_syncfs()
 class FileBlobStore(BlobStore):
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.tmp = self.root / "tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        # Each process stages in a folder of its own, held by a lock for as long as it lives, so a
+        # second process never removes the first one's staged files.
+        tmp_root = self.root / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        self.tmp = tmp_root / f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.tmp.mkdir()
+        self._lock_fd: int | None = os.open(self.tmp / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._pending: dict[str, Path] = {}  # sha -> staged temp file
         self._counter = 0
         self._lock = threading.Lock()  # staging runs in a thread pool during ingest
         self._known_dirs: set[str] = set()
-        self._clean_tmp()
+        self._clean_tmp(tmp_root)
 
-    def _clean_tmp(self) -> None:
-        # Leftovers of a crashed run: never referenced by a committed row.
-        for leftover in self.tmp.iterdir():
+    def _clean_tmp(self, tmp_root: Path) -> None:
+        """Remove what crashed processes staged: never referenced by a committed row."""
+        for leftover in tmp_root.iterdir():
+            if leftover == self.tmp:
+                continue
             try:
-                leftover.unlink()
+                if not leftover.is_dir():
+                    leftover.unlink()
+                    continue
+                fd = os.open(leftover / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its process is alive and staging
+                finally:
+                    os.close(fd)
+                shutil.rmtree(leftover, ignore_errors=True)
             except OSError:
                 pass
+
+    def close(self) -> None:
+        """Forget staged blobs and remove this process's staging folder."""
+        self.discard()
+        if self._lock_fd is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
@@ -192,7 +220,7 @@ class FileBlobStore(BlobStore):
         if _SYNCFS is not None:
             self._sync([])
         else:
-            for d in dirs | {self.tmp}:
+            for d in dirs:
                 fd = os.open(d, os.O_RDONLY)
                 try:
                     os.fsync(fd)
