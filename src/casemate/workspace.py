@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import Connection
 
 from casemate.errors import UsageError, WorkspaceError
+from casemate.fileutil import write_atomic
 from casemate.security.audit import AuditLog
 from casemate.security.labels import Label, Level
 from casemate.security.policy import User
@@ -44,17 +45,6 @@ def resolve_home(home: str | Path | None) -> Path:
     if env:
         return Path(env).expanduser()
     return Path.home() / ".casemate"
-
-
-def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 class Workspace:
@@ -102,27 +92,27 @@ class Workspace:
         (path / "keys").mkdir(mode=0o700, exist_ok=True)
         (path / "models").mkdir(exist_ok=True)
         key = Ed25519PrivateKey.generate()
-        _write_atomic(
+        write_atomic(
             path / "keys" / "audit_ed25519",
             key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             ),
-            0o600,
+            mode=0o600,
         )
-        _write_atomic(
+        write_atomic(
             path / "keys" / "audit_ed25519.pub",
             key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
         )
         info = {"format": FORMAT, "version": 1, "id": str(uuid.uuid4()), "created_at": datetime.now(UTC).isoformat()}
         if config:
-            _write_atomic(path / "config.json", json.dumps(config, indent=2).encode())
+            write_atomic(path / "config.json", json.dumps(config, indent=2).encode())
         ws = cls(path, info, config)
         admin = User("admin", Label(Level.TS), frozenset({"admin"}))
         ws.users.add(admin, "admin", admin.clearance, ["admin"], _bootstrap=True)
         ws.audit.record("admin", "workspace.init", info["id"], {})
         ws.flush()
         # The marker last: a folder without it is an unfinished init, not a workspace.
-        _write_atomic(path / MARKER, json.dumps(info, indent=2).encode())
+        write_atomic(path / MARKER, json.dumps(info, indent=2).encode())
         return ws
 
     @classmethod
@@ -155,7 +145,7 @@ class Workspace:
         return cls(path, info, config)
 
     def save_config(self) -> None:
-        _write_atomic(self.home / "config.json", json.dumps(self.config, indent=2, sort_keys=True).encode())
+        write_atomic(self.home / "config.json", json.dumps(self.config, indent=2, sort_keys=True).encode())
 
     def _load_keys(self) -> tuple[Ed25519PrivateKey | None, Ed25519PublicKey]:
         keys = self.home / "keys"

@@ -12,8 +12,9 @@ import pytest
 from speech_helpers import concat, need_tools, silence, speak
 
 from casemate.errors import UsageError
+from casemate.fileutil import write_atomic
 from casemate.speech.audio import SAMPLE_RATE, DecodeStats, _cut_point, iter_pcm, probe, speech_windows
-from casemate.speech.formats import timestamp, to_srt, to_vtt, write_atomic
+from casemate.speech.formats import timestamp, to_srt, to_vtt
 from casemate.speech.wer import normalise, wer, word_errors
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from casemate.fileutil import write_atomic
 from casemate.imagery.dri import DEFAULT_CLASSES
 
 
@@ -292,17 +292,6 @@ def dota_text(scene: Scene) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_png(path: Path, image: np.ndarray) -> None:
     """PNG through GDAL (rasterio), written to a temp file then renamed."""
     import warnings
@@ -332,12 +321,12 @@ def write_dataset(out: Path, n: int, *, seed: int = 0, size: int = 256, progress
         scene = generate_scene(rng, size=size, classes=classes)
         stem = f"{i:05d}"
         write_png(out / "images" / f"{stem}.png", scene.image)
-        _atomic_write(out / "labelTxt" / f"{stem}.txt", dota_text(scene).encode())
+        write_atomic(out / "labelTxt" / f"{stem}.txt", dota_text(scene).encode())
         for o in scene.objects:
             counts[o.cls] = counts.get(o.cls, 0) + 1
         if progress:
             progress(1)
     meta = {"generator": "casemate.imagery.synth", "seed": seed, "n": n, "size": size,
             "classes": list(classes), "objects": counts}
-    _atomic_write(out / "dataset.json", json.dumps(meta, indent=2).encode())
+    write_atomic(out / "dataset.json", json.dumps(meta, indent=2).encode())
     return meta

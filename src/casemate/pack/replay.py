@@ -6,27 +6,13 @@ Every file is written to a temporary name and renamed, so a crash never leaves h
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from casemate.fileutil import write_atomic
 from casemate.pack.sim import RunResult
 
 _TEMPLATE = Path(__file__).parent / "replay.html"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def replay_lines(result: RunResult) -> str:
@@ -46,9 +32,9 @@ def write_outputs(result: RunResult, out_dir: Path) -> dict[str, Path]:
     """metrics.json, replay.jsonl and replay.html in out_dir."""
     out_dir = Path(out_dir)
     paths = {"metrics": out_dir / "metrics.json", "replay": out_dir / "replay.jsonl", "html": out_dir / "replay.html"}
-    _atomic_write(paths["metrics"], json.dumps(result.metrics, indent=1) + "\n")
-    _atomic_write(paths["replay"], replay_lines(result))
-    _atomic_write(paths["html"], replay_html(result))
+    write_atomic(paths["metrics"], json.dumps(result.metrics, indent=1) + "\n")
+    write_atomic(paths["replay"], replay_lines(result))
+    write_atomic(paths["html"], replay_html(result))
     return paths
 
 

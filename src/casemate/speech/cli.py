@@ -98,7 +98,8 @@ def transcribe_cmd(
 
     Each transcript is stored as a version derived from its recording, labelled at least as high.
     """
-    from casemate.speech.formats import to_srt, to_vtt, write_atomic
+    from casemate.fileutil import write_atomic
+    from casemate.speech.formats import to_srt, to_vtt
     from casemate.speech.transcribe import speech_config, transcribe_source
 
     if label:
