@@ -109,7 +109,6 @@ def run_demo(home: Path, echo=click.echo) -> None:  # type: ignore[no-untyped-de
     with Workspace.open(home) as ws:
         final = ws.audit.verify()
     echo(f"   after close: {'intact' if final.ok else 'DAMAGED'} with {final.checkpoints} signed checkpoints")
-    echo(f"\nExplore it: casemate --home {home} --as dana ls")
 
 
 def _assistant_step(ws, echo) -> None:  # type: ignore[no-untyped-def]
@@ -148,4 +147,6 @@ def demo_cmd(keep: bool, where: str | None) -> None:
     finally:
         if not keep and where is None:
             shutil.rmtree(base, ignore_errors=True)
-            click.echo("(demo workspace removed; use --keep to explore it)")
+            click.echo("\n(demo workspace removed; `casemate demo --keep` keeps it to explore)")
+        else:
+            click.echo(f"\nExplore it: casemate --home {home} --as dana ls")
