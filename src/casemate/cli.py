@@ -28,6 +28,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "cat": "casemate.catalog.cli:cat_cmd",
     "lineage": "casemate.catalog.cli:lineage_cmd",
     "declassify": "casemate.catalog.cli:declassify_cmd",
+    "gc": "casemate.catalog.cli:gc_cmd",
     "demo": "casemate.demo:demo_cmd",
     # assistant (issue 3)
     "index": "casemate.assistant.cli:index_cmd",

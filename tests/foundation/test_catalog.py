@@ -184,3 +184,28 @@ def test_ingest_hooks_chain_their_outputs(ws, tmp_path) -> None:
     assert report.hook_errors == [("foundation.hookfns:broken", "this step failed on purpose")]
     assert sorted(hookfns.SEEN[0]) == ["a.txt", "a.txt.sum", "b.png"]
     assert str(report.derived[0].label) == "DR"
+
+
+def test_gc_removes_only_old_unreferenced_blobs(ws) -> None:
+    import os
+
+    from casemate.catalog.service import collect_garbage
+
+    admin = ws.acting_user("admin")
+    kept = ws.catalog.put(admin, b"referenced", name="k", kind="other", label="NP")
+    # blobs made durable by an ingest that died before its rows were committed
+    orphan_old = ws.blobs.stage_bytes(b"orphan old")
+    orphan_new = ws.blobs.stage_bytes(b"orphan new")
+    ws.blobs.commit()
+    old_path = ws.blobs.path(orphan_old.sha256)
+    os.utime(old_path, (1, 1))
+    with pytest.raises(PermissionDenied):
+        collect_garbage(ws, ws.acting_user("dana"))
+    dry = collect_garbage(ws, admin, dry_run=True)
+    assert (dry.unreferenced, dry.removed, dry.kept_recent) == (2, 1, 1) and old_path.exists()
+    report = collect_garbage(ws, admin)
+    assert report.removed == 1 and report.bytes_freed == len(b"orphan old")
+    assert not old_path.exists()
+    assert ws.blobs.path(orphan_new.sha256).exists()  # too young: a running ingest may be about to use it
+    assert ws.catalog.read_bytes(admin, kept.id) == b"referenced"
+    assert ws.audit.verify().ok

@@ -62,3 +62,14 @@ def test_kill_dash_nine_during_ingest(home, tmp_path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert check_consistent(home) >= total_after
+    # what the kills left behind (blobs made durable, rows never committed) can be collected
+    gc = subprocess.run(
+        [sys.executable, "-m", "casemate.cli", "--home", str(home), "gc", "--min-age", "0"],
+        capture_output=True, text=True,
+    )
+    assert gc.returncode == 0, gc.stderr
+    check_consistent(home)
+    with Workspace.open(home) as ws:
+        from casemate.catalog.service import collect_garbage
+
+        assert collect_garbage(ws, ws.acting_user("admin"), min_age_s=0).unreferenced == 0

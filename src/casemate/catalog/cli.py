@@ -201,3 +201,26 @@ def declassify_cmd(ctx: click.Context, item_id: str, to_label: str, reason: str,
         echo_json(v.to_json())
     else:
         click.echo(f"{v.id}  declassified to {format_label(v.label)} (new version of asset {v.asset_id})")
+
+
+@click.command("gc")
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
+@click.option(
+    "--min-age",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds a blob must have existed unreferenced before it goes (protects running ingests).",
+)
+@click.pass_context
+def gc_cmd(ctx: click.Context, dry_run: bool, min_age: float) -> None:
+    """Admins: remove blobs that no version points to (left by crashes)."""
+    from casemate.catalog.service import collect_garbage
+
+    state = state_of(ctx)
+    r = collect_garbage(state.workspace(), state.user(), min_age_s=min_age, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{r.unreferenced} unreferenced blobs: {verb} {r.removed} ({r.bytes_freed} bytes), "
+        f"kept {r.kept_recent} younger than {min_age:.0f} s"
+    )

@@ -18,6 +18,7 @@ import secrets
 import shutil
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,5 +244,12 @@ class FileBlobStore(BlobStore):
                 digest.update(chunk)
         return digest.hexdigest() == sha256
 
-    def remove_all(self) -> None:  # pragma: no cover - used by tests' scratch stores
-        shutil.rmtree(self.root, ignore_errors=True)
+    def iter_stored(self) -> Iterator[tuple[str, Path]]:
+        """Every committed blob: (sha256, path)."""
+        for prefix in sorted(os.listdir(self.root)):
+            folder = self.root / prefix
+            if len(prefix) != 2 or not folder.is_dir():
+                continue
+            for name in os.listdir(folder):
+                if len(name) == 64:
+                    yield name, folder / name
