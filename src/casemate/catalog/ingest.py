@@ -173,7 +173,7 @@ class Ingester:
             self._hooks(report)
         return report
 
-    def _prepare(self, found: Found, existing: tuple[int, str, int] | None, lid: int | None) -> NewVersion | str:
+    def _prepare(self, found: Found, existing: tuple[int, str, int] | None) -> NewVersion | str:
         """A staged version, or the string "skip" for unchanged content."""
         if found.size == 0:
             raise ExtractError("empty file (0 bytes): nothing to ingest")
@@ -183,11 +183,10 @@ class Ingester:
             if not data:
                 raise ExtractError("empty file (0 bytes): nothing to ingest")
             sha = hashlib.sha256(data).hexdigest()
-            if existing is not None and existing[1] == sha and existing[2] == lid:
+            if existing is not None and self.catalog.same_or_newer(existing, sha, self.label, "this file"):
                 return "skip"
             sniffed = sniff(data[:8192], found.name)
             text, meta = extract(sniffed.fmt, data) if sniffed.kind in ("document", "telemetry") else (None, {})
-            self._check_existing(existing)
             blob = blobs.stage_bytes(data, sha)
         else:
             with open(found.path, "rb") as fh:
@@ -202,9 +201,8 @@ class Ingester:
                 blob = blobs.stage_bytes(data)
             else:
                 blob = blobs.stage_file(Path(found.path))
-            if existing is not None and existing[1] == blob.sha256 and existing[2] == lid:
-                return "skip"
-            self._check_existing(existing)
+            if existing is not None and self.catalog.same_or_newer(existing, blob.sha256, self.label, "this file"):
+                return "skip"  # its staged copy is already stored under the same hash
         meta = {"format": sniffed.fmt, **meta}
         return NewVersion(
             blob=blob,
@@ -219,35 +217,18 @@ class Ingester:
             action="ingest",
         )
 
-    _lid: int | None = None
     _audited_failures = 0
-
-    def _label_id(self) -> int | None:
-        if self._lid is None:
-            self.catalog._load_labels()
-            self._lid = self.catalog._id_by_text.get(format_label(self.label))
-        return self._lid
 
     def _audit_failures(self, report: IngestReport) -> None:
         for path, reason in report.failed[self._audited_failures :]:
             self.ws.audit.record(self.user.name, "ingest.failed", None, {"path": path, "reason": reason})
         self._audited_failures = len(report.failed)
 
-    def _check_existing(self, existing: tuple[int, str, int] | None) -> None:
-        if existing is None:
-            return
-        old = self.catalog._label(existing[2])
-        if not self.label.dominates(old):
-            raise ExtractError(
-                f"this file is already in the catalog labelled {format_label(old)}; a new version cannot carry "
-                f"the lower label {format_label(self.label)} (an officer can `casemate declassify` it)"
-            )
-
     def _prepare_safe(
-        self, found: Found, existing: tuple[int, str, int] | None, lid: int | None
+        self, found: Found, existing: tuple[int, str, int] | None
     ) -> NewVersion | str | tuple[str]:
         try:
-            return self._prepare(found, existing, lid)
+            return self._prepare(found, existing)
         except CasemateError as exc:
             return (exc.message,)
         except OSError as exc:
@@ -258,8 +239,7 @@ class Ingester:
 
     def _submit(self, batch: list[Found]) -> tuple[list[Found], list[Future]]:
         existing = self.catalog.find_by_source(self.user, [f.key for f in batch])
-        lid = self._label_id() if existing else None
-        return batch, [self._pool.submit(self._prepare_safe, f, existing.get(f.key), lid) for f in batch]
+        return batch, [self._pool.submit(self._prepare_safe, f, existing.get(f.key)) for f in batch]
 
     def _finish(self, submitted: tuple[list[Found], list[Future]], report: IngestReport) -> None:
         batch, futures = submitted
@@ -277,7 +257,6 @@ class Ingester:
         self._audit_failures(report)
         # Renames run here, while the pool prepares the next batch.
         report.ingested.extend(self.catalog.insert_batch(self.user, items))
-        self._lid = None
 
     def _hooks(self, report: IngestReport) -> None:
         names = self.ws.config.get("hooks", {}).get("after_ingest", DEFAULT_HOOKS)

@@ -131,6 +131,20 @@ class Catalog:
             self._id_by_text[text] = lid
         return lid
 
+    def same_or_newer(self, existing: tuple[int, str, int], sha256: str, label: Label, what: str) -> bool:
+        """For content arriving at a source already in the catalog (`existing` from `find_by_source`):
+        True when it is unchanged (same content, same label); False when it makes a new version;
+        UsageError when its label is below the one already there (only declassify goes down)."""
+        old = self._label(existing[2])
+        if existing[1] == sha256 and old == label:
+            return True
+        if not label.dominates(old):
+            raise UsageError(
+                f"{what} is already in the catalog labelled {format_label(old)}; a new version cannot carry "
+                f"the lower label {format_label(label)} (an officer can `casemate declassify` it)"
+            )
+        return False
+
     def readable_label_ids(self, user: User) -> list[int]:
         """Ids of every label `user` may read: the filter applied before any row is fetched."""
         self._load_labels()
@@ -506,24 +520,22 @@ class Catalog:
         if source_key is not None and asset_pk is None:
             existing = self.find_by_source(user, [source_key]).get(source_key)
             if existing is not None:
-                apk, sha, lid = existing
-                if sha == blob.sha256 and self._label(lid) == final:
+                try:
+                    unchanged = self.same_or_newer(existing, blob.sha256, final, source_key)
+                except UsageError:
+                    self.ws.blobs.discard()
+                    raise
+                if unchanged:
                     self.ws.blobs.discard()
                     with self.ws.engine.connect() as conn:
                         row = conn.execute(
                             self._select()
-                            .where(db.versions.c.asset_id == apk, db.versions.c.label_id == lid)
+                            .where(db.versions.c.asset_id == existing[0], db.versions.c.label_id == existing[2])
                             .order_by(db.versions.c.id.desc())
                             .limit(1)
                         ).first()
                     return self._to_version(row)
-                if not final.dominates(self._label(lid)):
-                    self.ws.blobs.discard()
-                    raise UsageError(
-                        f"{source_key} is already in the catalog labelled {format_label(self._label(lid))}; a new "
-                        f"version cannot carry the lower label {format_label(final)} (an officer can declassify it)"
-                    )
-                asset_pk = apk
+                asset_pk = existing[0]
         nv = NewVersion(
             blob=blob,
             name=name,
