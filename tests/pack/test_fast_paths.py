@@ -81,3 +81,19 @@ def test_separation_report_matches_min_separation() -> None:
     held2, pos2, rep = separate(old, new, radius, active, 0.5, prio, reach=2.5)
     assert held.any() and np.array_equal(held, held2) and np.array_equal(pos, pos2)
     assert rep == min_separation(pos2, radius, active, 2.5)
+
+
+def test_merge_reads_only_the_timestamps_its_outcome_depends_on() -> None:
+    """The merge gathers the news about n and m only where the decision table's outcome depends on
+    them; everywhere else any comparison must give the same outcome (all 384 table entries)."""
+    from casemate.pack.allocation.cbba import _NEED_M, _NEED_N, _TABLE
+
+    code = np.arange(len(_TABLE))
+    same, newer_n, beats = code % 2, (code // 2) % 2, (code // 4) % 2
+    cmp_m, case_i, case_k = (code // 8) % 3, (code // 24) % 4, code // 96
+    n2 = np.where(_NEED_N[case_k, case_i, beats, same], newer_n, 0)
+    m2 = np.where(_NEED_M[case_k, case_i, beats, same, n2], cmp_m, 0)
+    code2 = ((((case_k * 4 + case_i) * 3 + m2) * 2 + beats) * 2 + n2) * 2 + same
+    assert np.array_equal(_TABLE[code2], _TABLE)
+    # and the shortcut does skip work: most third-party entries need one of the two comparisons only
+    assert _NEED_N.mean() < 0.5 and _NEED_M.mean() < 0.5

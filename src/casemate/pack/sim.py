@@ -2,11 +2,14 @@
 
 Everything per robot is an array; the only Python loops are over events (losses, replans) and over
 message batches in CBBA. One seed feeds every random stream, so the same seed gives the same run.
+The allocation round of an exchange step runs in a second thread beside that step's motion (on two
+cores they overlap) and is joined within the step, before anything reads its result.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -113,6 +116,10 @@ class Simulation:
         self.record_every = record_every if record_every is not None else max(1, steps // 300)
         self.wall = 0.0
         self.v_override: np.ndarray | None = None
+        # an allocation round runs in a thread beside the motion of its step (see _exchange)
+        self._round: threading.Thread | None = None
+        self._round_error: BaseException | None = None
+        self._head: np.ndarray | None = None
 
     # ------------------------------------------------------------------ set-up
     def _place_robots(self) -> None:
@@ -229,6 +236,7 @@ class Simulation:
 
     # ------------------------------------------------------------------ the step
     def step(self) -> None:
+        self.settle()  # a step that raised may have left its round running
         t0 = time.perf_counter()
         f, w, dt = self.fleet, self.world, self.dt
         n = len(f)
@@ -259,7 +267,7 @@ class Simulation:
             if self.cbba.m:
                 self.cbba.task_pos = self.target_pos[self.task_target].copy()
                 self.cbba._dtt = None
-        # comms + allocation
+        # comms + allocation (the allocation round runs beside the motion below, see _exchange)
         if self.step_no % self.comm_every == 0:
             self._exchange()
         # planning
@@ -296,6 +304,7 @@ class Simulation:
         self.collisions += coll
         # sensing
         self._sense()
+        self.settle()
         self._tasks_progress()
         self.t += dt
         self.step_no += 1
@@ -338,14 +347,40 @@ class Simulation:
             _, snap, s_src, s_dst = self._inflight.popleft()
         else:
             snap, s_src, s_dst = None, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        self.cbba.step_round(f.pos, f.param("max_speed"), f.alive, s_src, s_dst, snap)
+        # The round runs in a thread while this step's planning, avoidance, motion and sensing go on: numpy
+        # and the KD-trees release the GIL, so on two cores the two overlap. The robots plan this step with
+        # the allocation they held before the round (computing it takes time on a real robot too); the
+        # round is joined before task progress, so every later read sees it, and nothing else touches the
+        # allocation state meanwhile: the run stays the same for the same seed.
+        self._head = self.cbba.committed()
+        args = (f.pos.copy(), f.param("max_speed"), f.alive.copy(), s_src, s_dst, snap)
+        self._round = threading.Thread(target=self._run_round, args=args, name="cbba-round", daemon=True)
+        self._round.start()
+
+    def _run_round(self, *args: Any) -> None:
+        try:
+            self.cbba.step_round(*args)
+        except BaseException as e:  # re-raised in the simulation's thread by settle()
+            self._round_error = e
+
+    def settle(self) -> None:
+        """Wait for the allocation round in progress, if any (its errors surface here)."""
+        if self._round is not None:
+            self._round.join()
+            self._round, self._head = None, None
+            if self._round_error is not None:
+                err, self._round_error = self._round_error, None
+                raise err
 
     def _preferred_velocities(self) -> np.ndarray:
         f, w = self.fleet, self.world
         n = len(f)
         goal = np.full((n, 2), np.nan)
         # tasks first
-        head = self.cbba.committed() if self.cbba.m else np.full(n, -1)
+        if self._head is not None:  # a round is running: the allocation held before it
+            head = self._head
+        else:
+            head = self.cbba.committed() if self.cbba.m else np.full(n, -1)
         has_task = (head >= 0) & f.alive
         if has_task.any():
             r = np.flatnonzero(has_task)

@@ -67,6 +67,19 @@ def _decision_table() -> np.ndarray:
 _TABLE = _decision_table()
 
 
+def _needed_bits(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the table's outcome depends on the timestamp comparisons, so that only those entries pay
+    for them: NEED_N[case_k, case_i, beats, same] (the news about the receiver's winner n matters for
+    some comparison about m), NEED_M[case_k, case_i, beats, same, newer_n] (the news about m matters)."""
+    t = table.reshape(4, 4, 3, 2, 2, 2)  # case_k, case_i, cmp_m, beats, newer_n, same
+    need_n = (t[:, :, :, :, 0, :] != t[:, :, :, :, 1, :]).any(axis=2)  # (4,4,2,2)
+    need_m = (t != t[:, :, :1]).any(axis=2)  # (4,4,2,2,2): beats, newer_n, same
+    return need_n, need_m.transpose(0, 1, 2, 4, 3)
+
+
+_NEED_N, _NEED_M = _needed_bits(_TABLE)
+
+
 def _stable_argsort(keys: np.ndarray, bound: int) -> np.ndarray:
     """Stable argsort of non-negative integer keys below `bound` (radix sort when they fit 16 bits)."""
     if bound < 2**15:
@@ -78,6 +91,8 @@ class CBBA:
     """State of every agent's view: winning bids Y (N,M), winners Z (N,M), timestamps S (N,N)."""
 
     pack_ratio = 0.25  # a round works on packed timestamp columns when at most this share of agents are winners
+    pack_budget = 2_000_000  # ... and the packed copy (agents x winners) stays this small: packing re-gathers it
+                             # every round, which costs more than the cache misses of the full table it saves
 
     def __init__(self, n_agents: int, cfg: CBBAConfig | None = None) -> None:
         self.cfg = cfg or CBBAConfig()
@@ -295,7 +310,7 @@ class CBBA:
             W = np.unique(np.concatenate([Zs[Zs >= 0], self.Z[self.Z >= 0]]))
         else:
             W = None
-        if W is not None and len(W) <= self.pack_ratio * n:
+        if W is not None and len(W) <= self.pack_ratio * n and n * len(W) <= self.pack_budget:
             w = len(W)
             loc = np.full(n + 1, w, dtype=np.int64)
             loc[W] = np.arange(w)
@@ -372,6 +387,7 @@ class CBBA:
                     # own column already holds this round (set in build): relaying either changes nothing
                     own_i = (swf[i * (w1 + 1)] == t)[:, None]
                     ok = (cols >= 0) & (cols != k[:, None]) & ~((cols == i[:, None]) & own_i)
+                    ok[:, self.m:] &= cols[:, self.m:] != cols[:, : self.m]  # both name the same winner: once
                     fi = (i * w1)[:, None] + cols
                     fk = (k * w1)[:, None] + cols
                     fi, fk = fi[ok], fk[ok]
@@ -415,17 +431,28 @@ class CBBA:
         Yf, Zf = self.Y.reshape(-1), self.Z.reshape(-1)
         yk, zk = Ys.reshape(-1)[fk], Zs.reshape(-1)[fk]
         yi, zi = Yf[fi], Zf[fi]
-        bk, bi = kk * w1, ii * w1
-        ck, ci = loc[zk], loc[zi]
-        sk_m, si_m = ssf[bk + ck], swf[bi + ck]  # news about the sender's winner m
-        sk_n, si_n = ssf[bk + ci], swf[bi + ci]  # news about the receiver's winner n
         # the decision table (_decision_table) as one lookup: sender case (A: names itself, B: names
         # the receiver, C: a third agent, D: nobody), receiver case (a, b, c, d alike), comparisons
         case_k = 2 - 2 * (zk == kk) - (zk == ii) + (zk < 0)
         case_i = 2 - 2 * (zi == ii) - (zi == kk) + (zi < 0)
-        cmp_m = (sk_m > si_m) * 1 + (sk_m >= si_m)  # 0: older, 1: as new, 2: newer news of m
         beats = (yk > yi) | ((yk == yi) & (zk < zi))
-        code = ((((case_k * 4 + case_i) * 3 + cmp_m) * 2 + beats) * 2 + (sk_n > si_n)) * 2 + (zi == zk)
+        same = zi == zk
+        # The timestamps are scattered reads in an (agents x agents) table, the cost of a merge: they are
+        # gathered only for the entries whose outcome depends on them (_needed_bits; tests/pack checks
+        # that the rest get the same outcome whatever the comparison says). Most entries of a large
+        # swarm are a third-party winner with a lower bid, decided by the news about n alone.
+        newer_n = np.zeros(len(fk), dtype=np.int64)
+        sel = np.flatnonzero(_NEED_N[case_k, case_i, beats.view(np.int8), same.view(np.int8)])
+        if len(sel):
+            c = loc[zi[sel]]
+            newer_n[sel] = ssf[kk[sel] * w1 + c] > swf[ii[sel] * w1 + c]
+        cmp_m = np.zeros(len(fk), dtype=np.int64)  # 0: older, 1: as new, 2: newer news of m
+        sel = np.flatnonzero(_NEED_M[case_k, case_i, beats.view(np.int8), same.view(np.int8), newer_n])
+        if len(sel):
+            c = loc[zk[sel]]
+            sk_m, si_m = ssf[kk[sel] * w1 + c], swf[ii[sel] * w1 + c]
+            cmp_m[sel] = (sk_m > si_m) * 1 + (sk_m >= si_m)
+        code = ((((case_k * 4 + case_i) * 3 + cmp_m) * 2 + beats) * 2 + newer_n) * 2 + same
         act = _TABLE[code]
         upd = act == 1
         ch = act > 0
