@@ -102,3 +102,34 @@ def test_coverage_small_area_with_obstacles_and_losses() -> None:
     m = sim.run().metrics
     assert m["coverage"] >= 0.99
     assert m["alive_at_end"] == 3
+
+
+def test_allocation_thread_leaves_the_run_unchanged(harbour: dict) -> None:
+    """The allocation round runs in a thread across two steps: reading the allocation early (which
+    waits for the round) or a busy machine (other threads holding the interpreter) change nothing."""
+    import threading
+
+    harbour["duration"] = 60
+    sc = parse_scenario(harbour, "harbour.yaml")
+
+    def run(peek: bool, busy: bool) -> tuple[bytes, bytes, bytes, dict]:
+        sim = Simulation(sc, 3)
+        stop = threading.Event()
+        noise = np.random.default_rng(0).random(200_000)
+        hog = threading.Thread(target=lambda: [np.sort(noise) for _ in iter(stop.is_set, True)], daemon=True)
+        if busy:
+            hog.start()
+        try:
+            for _ in range(sc.steps):
+                sim.step()
+                if peek:
+                    sim.cbba.conflicts(sim.fleet.alive)
+        finally:
+            stop.set()
+        cb = sim.cbba
+        assert cb.m > 0 and cb.round > 10
+        return sim.fleet.pos.tobytes(), cb.Z.tobytes(), cb.bundle.tobytes(), sim.metrics() | {"wall_s": 0, "steps_per_s": 0}
+
+    ref = run(False, False)
+    assert run(True, False) == ref
+    assert run(False, True) == ref

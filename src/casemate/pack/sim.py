@@ -2,8 +2,10 @@
 
 Everything per robot is an array; the only Python loops are over events (losses, replans) and over
 message batches in CBBA. One seed feeds every random stream, so the same seed gives the same run.
-The allocation round of an exchange step runs in a second thread beside that step's motion (on two
-cores they overlap) and is joined within the step, before anything reads its result.
+The allocation round of an exchange step runs in a second thread beside the motion of that step and
+of the next one (on two cores they overlap); meanwhile the robots act on the allocation of the round
+before (an AllocView, with their own completions applied), the way a robot keeps flying its task while
+its computer works out the next round.
 """
 
 from __future__ import annotations
@@ -38,6 +40,38 @@ from casemate.pack.world import DOMAINS
 SEARCH, SURVEIL, TASKS = 1, 2, 4
 
 
+class AllocView:
+    """What the robots act on while an allocation round runs: each robot's path and the rounds its tasks
+    were claimed, and who knows which task done, as the last finished round left them, with the
+    completions seen since applied (the same ones are handed to CBBA before its next round)."""
+
+    def __init__(self, cb: CBBA) -> None:
+        self.commit = cb.cfg.commit
+        self.round = cb.round
+        self.path = cb.path.copy()
+        rows = np.arange(cb.n)[:, None]
+        self.claimed = (np.where(self.path >= 0, cb.claimed_at[rows, np.maximum(self.path, 0)], 0) if cb.m
+                        else np.zeros_like(self.path))
+        self.done = cb.done.copy()
+        self._head: np.ndarray | None = None
+
+    def committed(self) -> np.ndarray:
+        """(N,) the task each robot acts on (as CBBA.committed() on the state this view holds), or -1."""
+        if self._head is None:
+            head = self.path[:, 0]
+            ok = (head >= 0) & (self.round - self.claimed[:, 0] >= self.commit)
+            self._head = np.where(ok, head, -1)
+        return self._head
+
+    def complete(self, agent: int, task: int) -> None:
+        self.done[agent, task] = True
+        keep = self.path[agent] != task
+        k = int(keep.sum())
+        self.path[agent, :k], self.path[agent, k:] = self.path[agent, keep], -1
+        self.claimed[agent, :k], self.claimed[agent, k:] = self.claimed[agent, keep], 0
+        self._head = None
+
+
 @dataclass
 class RunResult:
     metrics: dict[str, Any]
@@ -70,7 +104,13 @@ class Simulation:
         self.target_size = np.array([t.size for t in sc.targets], dtype=np.float64)
         self.target_best = np.full(len(sc.targets), -1, dtype=np.int64)
         self.target_first = np.full((len(sc.targets), 3), np.nan)
-        self.cbba = CBBA(n, CBBAConfig(bundle_size=sc.bundle_size))
+        self._cbba = CBBA(n, CBBAConfig(bundle_size=sc.bundle_size))
+        # the allocation round runs in a thread across two steps (see _exchange); the robots act on this
+        self._round: threading.Thread | None = None
+        self._round_error: BaseException | None = None
+        self._completed: list[tuple[int, int]] = []  # completions not yet handed to CBBA
+        self._task_pos_moved = False
+        self._view = AllocView(self._cbba)
         self._extra_level: dict[int, int] = {}  # tasks that appear mid-mission
         self._extra_value: dict[int, float] = {}
         self.task_target = np.zeros(0, dtype=np.int64)  # task -> target row
@@ -116,10 +156,6 @@ class Simulation:
         self.record_every = record_every if record_every is not None else max(1, steps // 300)
         self.wall = 0.0
         self.v_override: np.ndarray | None = None
-        # an allocation round runs in a thread beside the motion of its step (see _exchange)
-        self._round: threading.Thread | None = None
-        self._round_error: BaseException | None = None
-        self._head: np.ndarray | None = None
 
     # ------------------------------------------------------------------ set-up
     def _place_robots(self) -> None:
@@ -183,7 +219,8 @@ class Simulation:
             reach = np.where(here, 0.0, dist)[None, :] <= need[rows] * 0.8
             compat[rows] &= reach
         values = np.array([self.sc.targets[t].value if t < len(self.sc.targets) else self._extra_value[t] for t in targets])
-        self.cbba.add_tasks(pos, values, compat, known_by)
+        self.cbba.add_tasks(pos, values, compat, known_by)  # (settles a running round first)
+        self._view = AllocView(self._cbba)
         self.task_target = np.r_[self.task_target, targets]
         self.task_level = np.r_[self.task_level, levels]
         self.task_goal = np.concatenate([self.task_goal, goal], axis=1)
@@ -236,7 +273,6 @@ class Simulation:
 
     # ------------------------------------------------------------------ the step
     def step(self) -> None:
-        self.settle()  # a step that raised may have left its round running
         t0 = time.perf_counter()
         f, w, dt = self.fleet, self.world, self.dt
         n = len(f)
@@ -248,7 +284,7 @@ class Simulation:
             for r in np.flatnonzero(lost):
                 self.lost_robots.append([round(self.t + dt, 3), int(r)])
             # survivors notice when the lost robots stop talking (CBBA timeout), then share out the search
-            self._replan_at = self.t + self.cbba.cfg.timeout * max(self.sc.comms.period, dt) * 0.2
+            self._replan_at = self.t + self._cbba.cfg.timeout * max(self.sc.comms.period, dt) * 0.2
         if self._replan_at is not None and self.t >= self._replan_at:
             self._replan_at = None
             self._plan_search(np.ones(n, dtype=bool))
@@ -264,9 +300,7 @@ class Simulation:
             self.target_pos += self.target_vel * dt
             inside = w.inside_area(self.target_pos)
             self.target_vel[~inside] *= -1
-            if self.cbba.m:
-                self.cbba.task_pos = self.target_pos[self.task_target].copy()
-                self.cbba._dtt = None
+            self._task_pos_moved = True  # CBBA takes the new positions when its next round starts
         # comms + allocation (the allocation round runs beside the motion below, see _exchange)
         if self.step_no % self.comm_every == 0:
             self._exchange()
@@ -304,7 +338,6 @@ class Simulation:
         self.collisions += coll
         # sensing
         self._sense()
-        self.settle()
         self._tasks_progress()
         self.t += dt
         self.step_no += 1
@@ -336,51 +369,64 @@ class Simulation:
         cut = cut_mask(self.sc.failures, self.t, src, dst, f.pos)
         ok = self.comms.transmit(src, dst, len(f), cut)
         src, dst = src[ok], dst[ok]
-        if self.cbba.m == 0:
+        cb = self.cbba  # the previous round settled, the completions since handed over
+        if cb.m == 0:
             return
+        if self._task_pos_moved:
+            cb.task_pos = self.target_pos[self.task_target].copy()
+            cb._dtt = None
+            self._task_pos_moved = False
         # without latency the messages are consumed this round: the (N,N) timestamps need no copy
-        snap = self.cbba.snapshot(with_s=self.latency_rounds > 0)
-        self._inflight.append((self.cbba.round + self.latency_rounds, snap, src, dst))
+        snap = cb.snapshot(with_s=self.latency_rounds > 0)
+        self._inflight.append((cb.round + self.latency_rounds, snap, src, dst))
         # one round per exchange; with latency the messages are the senders' state rounds ago
-        due = self._inflight[0][0] <= self.cbba.round
+        due = self._inflight[0][0] <= cb.round
         if due:
             _, snap, s_src, s_dst = self._inflight.popleft()
         else:
             snap, s_src, s_dst = None, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        # The round runs in a thread while this step's planning, avoidance, motion and sensing go on: numpy
-        # and the KD-trees release the GIL, so on two cores the two overlap. The robots plan this step with
-        # the allocation they held before the round (computing it takes time on a real robot too); the
-        # round is joined before task progress, so every later read sees it, and nothing else touches the
-        # allocation state meanwhile: the run stays the same for the same seed.
-        self._head = self.cbba.committed()
+        # The round runs in a thread while the planning, avoidance, motion and sensing of this step and the
+        # next go on (numpy and the KD-trees release the GIL, so on two cores they overlap). Meanwhile the
+        # robots act on the allocation as the previous round left it (self._view); their completions are
+        # queued and handed to CBBA, in order, before the next round, which is where a sequential run
+        # would apply them too. Nothing else touches the allocation state while the round runs (reads
+        # go through self.cbba, which waits for it), so the same seed still gives the same run.
+        self._view = AllocView(cb)
         args = (f.pos.copy(), f.param("max_speed"), f.alive.copy(), s_src, s_dst, snap)
         self._round = threading.Thread(target=self._run_round, args=args, name="cbba-round", daemon=True)
         self._round.start()
 
     def _run_round(self, *args: Any) -> None:
         try:
-            self.cbba.step_round(*args)
+            self._cbba.step_round(*args)
         except BaseException as e:  # re-raised in the simulation's thread by settle()
             self._round_error = e
 
+    @property
+    def cbba(self) -> CBBA:
+        """The allocation state, once the round in progress has finished and the completions since are in."""
+        self.settle()
+        return self._cbba
+
     def settle(self) -> None:
-        """Wait for the allocation round in progress, if any (its errors surface here)."""
+        """Wait for the allocation round in progress, if any (its errors surface here), then hand CBBA the
+        completions seen since it started."""
         if self._round is not None:
             self._round.join()
-            self._round, self._head = None, None
+            self._round = None
             if self._round_error is not None:
                 err, self._round_error = self._round_error, None
                 raise err
+        for agent, task in self._completed:
+            self._cbba.complete(agent, task)
+        self._completed.clear()
 
     def _preferred_velocities(self) -> np.ndarray:
         f, w = self.fleet, self.world
         n = len(f)
         goal = np.full((n, 2), np.nan)
         # tasks first
-        if self._head is not None:  # a round is running: the allocation held before it
-            head = self._head
-        else:
-            head = self.cbba.committed() if self.cbba.m else np.full(n, -1)
+        head = self._view.committed() if self._cbba.m else np.full(n, -1)
         has_task = (head >= 0) & f.alive
         if has_task.any():
             r = np.flatnonzero(has_task)
@@ -404,8 +450,10 @@ class Simulation:
         # surveillance for the rest
         free = np.isnan(goal[:, 0]) & f.alive & ((self.roles & SURVEIL) > 0)
         if self.sc.objectives["surveillance"] and free.any():
-            if self.step_no % max(1, int(round(5.0 / self.dt))) == 0 or self._surv_cells is None:
-                self._update_lloyd(free)
+            if self._surv_cells is None or self.step_no % max(1, int(round(5.0 / self.dt))) == 0:
+                for rows, goals in self._lloyd_update(free, f.pos, self.last_seen, self.t):
+                    self._lloyd_goal[rows] = goals
+                self._surv_cells = True
             goal[free] = self._lloyd_goal[free]
         v = np.zeros((n, 2))
         has = ~np.isnan(goal[:, 0])
@@ -419,21 +467,24 @@ class Simulation:
             v[has] = d / np.maximum(dist, 1e-9)[:, None] * speed[:, None]
         return v
 
-    def _update_lloyd(self, free: np.ndarray) -> None:
+    def _lloyd_update(self, free: np.ndarray, pos: np.ndarray, last_seen: np.ndarray,
+                      t: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One Lloyd step for the free surveillance robots of each domain: (rows, goals) per domain."""
         f, w = self.fleet, self.world
         if self._lloyd_cells is None:  # each domain's cells and centres: fixed for the run
             cells = w.centres()
             self._lloyd_cells = {d: (m, cells[m]) for d in DOMAINS if (m := w.allowed[d].ravel()).any()}
+        out = []
         for di, dname in enumerate(DOMAINS):
             rows = np.flatnonzero(free & (f.domain == di))
             if len(rows) == 0 or dname not in self._lloyd_cells:
                 continue
             mask, cells = self._lloyd_cells[dname]
-            seen = self.last_seen[mask]
-            stale = np.where(np.isfinite(seen), self.t - seen, self.t + 60.0)
+            seen = last_seen[mask]
+            stale = np.where(np.isfinite(seen), t - seen, t + 60.0)
             weight = 1.0 + stale
-            self._lloyd_goal[rows] = lloyd_goals(w, cells, weight, f.pos[rows])
-        self._surv_cells = True
+            out.append((rows, lloyd_goals(w, cells, weight, pos[rows])))
+        return out
 
     def _sense(self) -> None:
         f, w = self.fleet, self.world
@@ -476,11 +527,11 @@ class Simulation:
                 self.target_best = np.maximum(self.target_best, best)
 
     def _tasks_progress(self) -> None:
-        cb = self.cbba
-        if cb.m == 0:
+        view = self._view
+        if self._cbba.m == 0:
             return
         f = self.fleet
-        head = cb.committed()
+        head = view.committed()
         r = np.flatnonzero((head >= 0) & f.alive)
         if len(r) == 0:
             return
@@ -488,7 +539,7 @@ class Simulation:
         d = np.linalg.norm(f.pos[r] - self.target_pos[self.task_target[j]], axis=1)
         done = d <= self.task_need[r, j] / 0.9
         for ri, jj in zip(r[done], j[done], strict=True):
-            if self.executions[jj] > 0 and not (cb.done[:, jj] & f.alive).any():
+            if self.executions[jj] > 0 and not (view.done[:, jj] & f.alive).any():
                 # everyone who knew it was done is lost: its result went with them, so doing it
                 # again is a redo, not a duplicate
                 self.redone += 1
@@ -501,7 +552,8 @@ class Simulation:
             lv = self.task_level[jj]
             first = self.target_first[tgt, : lv + 1]
             first[np.isnan(first)] = self.t
-            cb.complete(int(ri), int(jj))
+            view.complete(int(ri), int(jj))
+            self._completed.append((int(ri), int(jj)))
 
     def coverage(self) -> float:
         tgt = self.cover_target.ravel()
