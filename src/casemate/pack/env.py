@@ -36,7 +36,12 @@ class PackEnv(ParallelEnv):
     def action_space(self, agent: str) -> spaces.Space:
         return self._act_space
 
+    def close(self) -> None:
+        if self.sim is not None:
+            self.sim.close()
+
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        self.close()
         self.sim = Simulation(self.scenario, 0 if seed is None else int(seed), record_every=10**9, track_redundancy=False)
         self.agents = list(self.possible_agents)
         self._cov = self.sim.coverage() if np.isfinite(self.sim.coverage()) else 0.0

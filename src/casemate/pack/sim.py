@@ -2,7 +2,7 @@
 
 Everything per robot is an array; the only Python loops are over events (losses, replans) and over
 message batches in CBBA. One seed feeds every random stream, so the same seed gives the same run.
-The allocation round of an exchange step runs in a second thread beside the motion of that step and
+The allocation round of an exchange step runs on a worker thread beside the motion of that step and
 of the next one (on two cores they overlap); meanwhile the robots act on the allocation of the round
 before (an AllocView, with their own completions applied), the way a robot keeps flying its task while
 its computer works out the next round.
@@ -11,10 +11,10 @@ its computer works out the next round.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,8 +106,8 @@ class Simulation:
         self.target_first = np.full((len(sc.targets), 3), np.nan)
         self._cbba = CBBA(n, CBBAConfig(bundle_size=sc.bundle_size))
         # the allocation round runs in a thread across two steps (see _exchange); the robots act on this
-        self._round: threading.Thread | None = None
-        self._round_error: BaseException | None = None
+        self._worker: ThreadPoolExecutor | None = None  # the thread allocation rounds run on
+        self._round: Future | None = None
         self._completed: list[tuple[int, int]] = []  # completions not yet handed to CBBA
         self._task_pos_moved = False
         self._view = AllocView(self._cbba)
@@ -393,14 +393,13 @@ class Simulation:
         # go through self.cbba, which waits for it), so the same seed still gives the same run.
         self._view = AllocView(cb)
         args = (f.pos.copy(), f.param("max_speed"), f.alive.copy(), s_src, s_dst, snap)
-        self._round = threading.Thread(target=self._run_round, args=args, name="cbba-round", daemon=True)
-        self._round.start()
+        self._round = self._submit(self._cbba.step_round, *args)
 
-    def _run_round(self, *args: Any) -> None:
-        try:
-            self._cbba.step_round(*args)
-        except BaseException as e:  # re-raised in the simulation's thread by settle()
-            self._round_error = e
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Run fn on the simulation's worker thread (after the jobs already there)."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pack-sim")
+        return self._worker.submit(fn, *args)
 
     @property
     def cbba(self) -> CBBA:
@@ -412,11 +411,8 @@ class Simulation:
         """Wait for the allocation round in progress, if any (its errors surface here), then hand CBBA the
         completions seen since it started."""
         if self._round is not None:
-            self._round.join()
-            self._round = None
-            if self._round_error is not None:
-                err, self._round_error = self._round_error, None
-                raise err
+            round_, self._round = self._round, None
+            round_.result()  # its error, if any, surfaces here
         for agent, task in self._completed:
             self._cbba.complete(agent, task)
         self._completed.clear()
@@ -631,11 +627,23 @@ class Simulation:
 
     def run(self, progress: Callable[[int], None] | None = None) -> RunResult:
         self._record()
-        for _ in range(self.sc.steps):
-            self.step()
-            if progress is not None:
-                progress(1)
-        return RunResult(self.metrics(), self.frames, self.header())
+        try:
+            for _ in range(self.sc.steps):
+                self.step()
+                if progress is not None:
+                    progress(1)
+            return RunResult(self.metrics(), self.frames, self.header())
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Finish the allocation round in progress and stop the worker thread (stepping again restarts it)."""
+        try:
+            self.settle()
+        finally:
+            if self._worker is not None:
+                self._worker.shutdown(wait=True)
+                self._worker = None
 
 
 def run_scenario(sc: Scenario, seed: int = 0, progress: Callable[[int], None] | None = None) -> RunResult:
