@@ -23,6 +23,9 @@ def _cbba_run(variant: str, *, n: int = 80, m: int = 25, rounds: int = 40) -> CB
     src, dst = src[order], dst[order]
     cb = CBBA(n, CBBAConfig(bundle_size=3, timeout=6))
     cb.pack_ratio = {"packed": 1.0, "plain": 0.0}.get(variant, CBBA.pack_ratio)
+    cb.lean_merge_from = 0 if variant in ("lean", "lean-plain") else 1 << 62  # comparisons read as needed, or all
+    if variant == "lean-plain":
+        cb.pack_ratio = 0.0
     cb.add_tasks(tasks, value, np.ones((n, m), dtype=bool))
     loss = np.random.default_rng(9)
     speed, alive = np.full(n, 10.0), np.ones(n, dtype=bool)
@@ -46,7 +49,7 @@ def _cbba_run(variant: str, *, n: int = 80, m: int = 25, rounds: int = 40) -> CB
 def test_cbba_timestamp_shortcuts_change_nothing() -> None:
     ref = _cbba_run("default")
     assert (ref.Z >= 0).any() and (ref.S > 0).any()
-    for variant in ("packed", "plain", "full-snapshot", "shuffled"):
+    for variant in ("packed", "plain", "full-snapshot", "shuffled", "lean", "lean-plain"):
         other = _cbba_run(variant)
         for a, b in ((ref.Y, other.Y), (ref.Z, other.Z), (ref.S, other.S), (ref.bundle, other.bundle),
                      (ref.path, other.path)):
@@ -97,3 +100,38 @@ def test_merge_reads_only_the_timestamps_its_outcome_depends_on() -> None:
     assert np.array_equal(_TABLE[code2], _TABLE)
     # and the shortcut does skip work: most third-party entries need one of the two comparisons only
     assert _NEED_N.mean() < 0.5 and _NEED_M.mean() < 0.5
+
+
+def test_lean_merge_equals_full_merge_on_random_states() -> None:
+    """Merges that read only the comparisons they need (large tables) decide every entry as merges that
+    read them all, over random winners, bids (with ties) and timestamps hitting every table case."""
+    r = np.random.default_rng(11)
+    n, m, e = 40, 6, 4000
+    for trial in range(20):
+        cb = CBBA(n)
+        cb.add_tasks(r.uniform(0, 100, (m, 2)), r.uniform(1, 2, m), np.ones((n, m), dtype=bool))
+        pick = np.array([-1, 0, 1, 2])  # few winners: the receiver's, the sender's, a third one, none
+        cb.Z = r.choice(np.r_[pick, r.integers(0, n, 4)], (n, m)).astype(np.int64)
+        cb.Y = np.where(cb.Z >= 0, r.choice([1.0, 1.5, 2.0], (n, m)), 0.0)
+        Ys, Zs = cb.Y.copy(), cb.Z.copy()
+        Zs[r.random((n, m)) < 0.5] = r.choice(pick, int((r.random((n, m)) < 0.5).sum()) or 1)[0]
+        Ys = np.where(Zs >= 0, r.choice([1.0, 1.5, 2.0], (n, m)), 0.0)
+        S = r.integers(0, 4, (n, n)).astype(np.float32)  # few values: equal, older and newer news
+        Ss = r.integers(0, 4, (n, n)).astype(np.float32)
+        kk, ii = r.integers(0, n, e), r.integers(0, n, e)
+        keep = kk != ii
+        kk, ii = kk[keep], ii[keep]
+        j = r.integers(0, m, len(kk))
+        _, first = np.unique(ii * m + j, return_index=True)  # receivers unique per task in one batch
+        kk, ii, j = kk[first], ii[first], j[first]
+        loc = np.r_[np.arange(n), 0]
+        out = []
+        for lean in (0, 1 << 62):
+            c = CBBA(n)
+            c.add_tasks(cb.task_pos, cb.task_value, cb.compat)
+            c.Y, c.Z, c.lean_merge_from = cb.Y.copy(), cb.Z.copy(), lean
+            ti, fij = c._merge(kk, ii, j, Ys, Zs, S.reshape(-1), Ss.reshape(-1), n, loc)
+            out.append((c.Y, c.Z, ti, fij))
+        for a, b in zip(*out, strict=True):
+            assert np.array_equal(a, b), trial
+        assert len(out[0][2]) > 0  # entries did change

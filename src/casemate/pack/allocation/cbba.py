@@ -91,6 +91,7 @@ class CBBA:
     """State of every agent's view: winning bids Y (N,M), winners Z (N,M), timestamps S (N,N)."""
 
     pack_ratio = 0.25  # a round works on packed timestamp columns when at most this share of agents are winners
+    lean_merge_from = 1 << 22  # timestamp entries from which merges read only the comparisons they need
     pack_budget = 2_000_000  # ... and the packed copy (agents x winners) stays this small: packing re-gathers it
                              # every round, which costs more than the cache misses of the full table it saves
 
@@ -437,21 +438,29 @@ class CBBA:
         case_i = 2 - 2 * (zi == ii) - (zi == kk) + (zi < 0)
         beats = (yk > yi) | ((yk == yi) & (zk < zi))
         same = zi == zk
-        # The timestamps are scattered reads in an (agents x agents) table, the cost of a merge: they are
-        # gathered only for the entries whose outcome depends on them (_needed_bits; tests/pack checks
-        # that the rest get the same outcome whatever the comparison says). Most entries of a large
-        # swarm are a third-party winner with a lower bid, decided by the news about n alone.
-        newer_n = np.zeros(len(fk), dtype=np.int64)
-        sel = np.flatnonzero(_NEED_N[case_k, case_i, beats.view(np.int8), same.view(np.int8)])
-        if len(sel):
-            c = loc[zi[sel]]
-            newer_n[sel] = ssf[kk[sel] * w1 + c] > swf[ii[sel] * w1 + c]
-        cmp_m = np.zeros(len(fk), dtype=np.int64)  # 0: older, 1: as new, 2: newer news of m
-        sel = np.flatnonzero(_NEED_M[case_k, case_i, beats.view(np.int8), same.view(np.int8), newer_n])
-        if len(sel):
-            c = loc[zk[sel]]
-            sk_m, si_m = ssf[kk[sel] * w1 + c], swf[ii[sel] * w1 + c]
-            cmp_m[sel] = (sk_m > si_m) * 1 + (sk_m >= si_m)
+        if swf.size < self.lean_merge_from:
+            # a table that stays in cache: reading every comparison is cheaper than choosing
+            ck, ci = loc[zk], loc[zi]
+            bk, bi = kk * w1, ii * w1
+            sk_m, si_m = ssf[bk + ck], swf[bi + ck]  # news about the sender's winner m
+            cmp_m = (sk_m > si_m) * 1 + (sk_m >= si_m)  # 0: older, 1: as new, 2: newer news of m
+            newer_n = ssf[bk + ci] > swf[bi + ci]  # news about the receiver's winner n
+        else:
+            # In a large table the timestamps are scattered reads, the cost of a merge: they are gathered
+            # only for the entries whose outcome depends on them (_needed_bits; tests/pack checks that the
+            # rest get the same outcome whatever the comparison says). Most entries of a large swarm are
+            # a third-party winner with a lower bid, decided by the news about n alone.
+            newer_n = np.zeros(len(fk), dtype=np.int64)
+            sel = np.flatnonzero(_NEED_N[case_k, case_i, beats.view(np.int8), same.view(np.int8)])
+            if len(sel):
+                c = loc[zi[sel]]
+                newer_n[sel] = ssf[kk[sel] * w1 + c] > swf[ii[sel] * w1 + c]
+            cmp_m = np.zeros(len(fk), dtype=np.int64)
+            sel = np.flatnonzero(_NEED_M[case_k, case_i, beats.view(np.int8), same.view(np.int8), newer_n])
+            if len(sel):
+                c = loc[zk[sel]]
+                sk_m, si_m = ssf[kk[sel] * w1 + c], swf[ii[sel] * w1 + c]
+                cmp_m[sel] = (sk_m > si_m) * 1 + (sk_m >= si_m)
         code = ((((case_k * 4 + case_i) * 3 + cmp_m) * 2 + beats) * 2 + newer_n) * 2 + same
         act = _TABLE[code]
         upd = act == 1
