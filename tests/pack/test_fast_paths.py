@@ -135,3 +135,27 @@ def test_lean_merge_equals_full_merge_on_random_states() -> None:
         for a, b in zip(*out, strict=True):
             assert np.array_equal(a, b), trial
         assert len(out[0][2]) > 0  # entries did change
+
+
+def test_shared_neighbour_query_gives_the_same_links_and_velocities() -> None:
+    """The radio and avoidance reuse one nearest-neighbour query on exchange steps."""
+    from casemate.pack.avoidance import AvoidanceConfig, avoidance_reach, choose_velocities
+    from casemate.pack.comms import Comms, CommsConfig
+
+    r = np.random.default_rng(4)
+    n = 600
+    pos3 = np.column_stack([r.uniform(0, 3000, (n, 2)), r.choice([0.0, 50.0], n)])
+    vel, v_pref = r.uniform(-10, 10, (n, 2)), r.uniform(-10, 10, (n, 2))
+    radius, vmax = np.full(n, 1.0), np.full(n, 12.0)
+    radio = r.choice([300.0, 800.0], n)
+    alive = r.random(n) > 0.1
+    cfg = AvoidanceConfig()
+    idx = np.flatnonzero(alive)
+    bound = max(float(radio[idx].max()), avoidance_reach(radius, vmax, alive, cfg))
+    near = cKDTree(pos3[idx]).query(pos3[idx], k=17, distance_upper_bound=bound)
+    plain = choose_velocities(pos3, vel, v_pref, radius, vmax, alive, cfg)
+    shared = choose_velocities(pos3, vel, v_pref, radius, vmax, alive, cfg, near)
+    assert np.array_equal(plain, shared) and not np.array_equal(plain, v_pref)
+    comms = Comms(CommsConfig(), np.random.default_rng(0))
+    a, b = comms.links(pos3, radio, alive), comms.links(pos3, radio, alive, near)
+    assert len(a[0]) > n and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))

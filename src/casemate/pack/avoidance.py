@@ -30,6 +30,11 @@ class AvoidanceConfig:
     danger: float = 4.0
 
 
+def avoidance_reach(radius: np.ndarray, vmax: np.ndarray, active: np.ndarray, cfg: AvoidanceConfig) -> float:
+    """How far avoidance looks for neighbours: both robots at top speed over the horizon, plus bodies."""
+    return float(2 * vmax[active].max() * cfg.horizon + 2 * radius[active].max() + cfg.margin)
+
+
 def choose_velocities(
     pos3: np.ndarray,
     vel: np.ndarray,
@@ -38,18 +43,26 @@ def choose_velocities(
     vmax: np.ndarray,
     active: np.ndarray,
     cfg: AvoidanceConfig,
+    near: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Velocities close to v_pref that avoid predicted collisions with neighbours (vectorised)."""
+    """Velocities close to v_pref that avoid predicted collisions with neighbours (vectorised).
+
+    `near`: an existing nearest-neighbour query of the active robots on themselves (distances and
+    indices into the active robots, nearest first, at least `cfg.neighbours + 1` columns and a bound
+    at least avoidance_reach()), reused instead of a new one."""
     out = v_pref.copy()
     idx = np.flatnonzero(active)
     n = len(idx)
     if n < 2:
         return out
     p3 = pos3[idx]
-    reach = float(2 * vmax[idx].max() * cfg.horizon + 2 * radius[idx].max() + cfg.margin)
-    tree = cKDTree(p3)
+    reach = avoidance_reach(radius, vmax, active, cfg)
     k = min(cfg.neighbours + 1, n)
-    dist, nb = tree.query(p3, k=k, distance_upper_bound=reach)
+    if near is None:
+        dist, nb = cKDTree(p3).query(p3, k=k, distance_upper_bound=reach)
+    else:
+        dist, nb = near[0][:, :k], near[1][:, :k]
+        dist = np.where(dist <= reach, dist, np.inf)  # as a query bounded by the reach would have it
     dist, nb = dist[:, 1:], nb[:, 1:]
     valid = np.isfinite(dist)
     if not valid.any():

@@ -36,14 +36,21 @@ class Comms:
         self._keys = np.zeros(0, dtype=np.int64)
         self._bad = np.zeros(0, dtype=bool)
 
-    def links(self, pos3: np.ndarray, radio: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Directed links (src, dst): each alive receiver hears its nearest senders within both radio ranges."""
+    def links(self, pos3: np.ndarray, radio: np.ndarray, alive: np.ndarray,
+              near: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Directed links (src, dst): each alive receiver hears its nearest senders within both radio ranges.
+
+        `near`: an existing nearest-neighbour query of the alive robots on themselves (nearest first, at
+        least max_neighbours + 1 columns, bounded at or beyond the largest radio range), reused."""
         idx = np.flatnonzero(alive)
         if len(idx) < 2:
             e = np.zeros(0, dtype=np.int64)
             return e, e
         k = min(self.cfg.max_neighbours + 1, len(idx))
-        dist, nb = cKDTree(pos3[idx]).query(pos3[idx], k=k, distance_upper_bound=float(radio[idx].max()))
+        if near is None:
+            dist, nb = cKDTree(pos3[idx]).query(pos3[idx], k=k, distance_upper_bound=float(radio[idx].max()))
+        else:
+            dist, nb = near[0][:, :k], near[1][:, :k]
         dist, nb = dist[:, 1:], nb[:, 1:]
         ok = np.isfinite(dist)
         dst_l, col = np.nonzero(ok)

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from casemate.pack.allocation.cbba import CBBA, CBBAConfig
 from casemate.pack.avoidance import (
     AvoidanceConfig,
+    avoidance_reach,
     choose_velocities,
     min_separation,
     orca_velocities,
@@ -108,6 +110,7 @@ class Simulation:
         # the allocation round runs in a thread across two steps (see _exchange); the robots act on this
         self._worker: ThreadPoolExecutor | None = None  # the thread allocation rounds run on
         self._round: Future | None = None
+        self._near: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None  # (step, neighbour query)
         self._completed: list[tuple[int, int]] = []  # completions not yet handed to CBBA
         self._task_pos_moved = False
         self._view = AllocView(self._cbba)
@@ -310,7 +313,9 @@ class Simulation:
         radius = f.param("radius")
         vmax = f.param("max_speed")
         pos3 = f.pos3()
-        v_cmd = choose_velocities(pos3, f.vel, v_pref, radius, vmax, f.alive, self.avoid)
+        near = self._near if self._near is not None and self._near[0] == self.step_no else None
+        v_cmd = choose_velocities(pos3, f.vel, v_pref, radius, vmax, f.alive, self.avoid, near and near[1])
+        self._near = None
         vel, heading = limit_velocity(f, v_cmd, dt)
         vel[~f.alive] = 0.0
         new = f.pos + vel * dt
@@ -365,7 +370,7 @@ class Simulation:
 
     def _exchange(self) -> None:
         f = self.fleet
-        src, dst = self.comms.links(f.pos3(), f.param("radio_range"), f.alive)
+        src, dst = self.comms.links(f.pos3(), f.param("radio_range"), f.alive, self._near_now())
         cut = cut_mask(self.sc.failures, self.t, src, dst, f.pos)
         ok = self.comms.transmit(src, dst, len(f), cut)
         src, dst = src[ok], dst[ok]
@@ -394,6 +399,21 @@ class Simulation:
         self._view = AllocView(cb)
         args = (f.pos.copy(), f.param("max_speed"), f.alive.copy(), s_src, s_dst, snap)
         self._round = self._submit(self._cbba.step_round, *args)
+
+    def _near_now(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """One nearest-neighbour query of the alive robots for both the radio and avoidance this step
+        (positions do not change in between): as many neighbours and as far as either needs."""
+        f = self.fleet
+        idx = np.flatnonzero(f.alive)
+        if len(idx) < 2:
+            return None
+        k = min(max(self.comms.cfg.max_neighbours, self.avoid.neighbours) + 1, len(idx))
+        bound = max(float(f.param("radio_range")[idx].max()),
+                    avoidance_reach(f.param("radius"), f.param("max_speed"), f.alive, self.avoid))
+        p3 = f.pos3()[idx]
+        near = cKDTree(p3).query(p3, k=k, distance_upper_bound=bound)
+        self._near = (self.step_no, near)
+        return near
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Run fn on the simulation's worker thread (after the jobs already there)."""
