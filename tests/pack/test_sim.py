@@ -105,15 +105,17 @@ def test_coverage_small_area_with_obstacles_and_losses() -> None:
 
 
 def test_allocation_thread_leaves_the_run_unchanged(harbour: dict) -> None:
-    """The allocation round runs in a thread across two steps: reading the allocation early (which
-    waits for the round) or a busy machine (other threads holding the interpreter) change nothing."""
+    """The allocation round runs in a thread across two steps: the run is the one computed without the
+    thread, and reading the allocation early (which waits for the round) or a busy machine (other
+    threads holding the interpreter) change nothing."""
     import threading
 
     harbour["duration"] = 60
     sc = parse_scenario(harbour, "harbour.yaml")
 
-    def run(peek: bool, busy: bool) -> tuple[bytes, bytes, bytes, dict]:
+    def run(peek: bool, busy: bool, thread: bool = True) -> tuple[bytes, bytes, bytes, dict]:
         sim = Simulation(sc, 3)
+        sim.inline_below = 0 if thread else 10**9  # this small fleet would run its rounds inline
         stop = threading.Event()
         noise = np.random.default_rng(0).random(200_000)
         hog = threading.Thread(target=lambda: [np.sort(noise) for _ in iter(stop.is_set, True)], daemon=True)
@@ -130,6 +132,45 @@ def test_allocation_thread_leaves_the_run_unchanged(harbour: dict) -> None:
         assert cb.m > 0 and cb.round > 10
         return sim.fleet.pos.tobytes(), cb.Z.tobytes(), cb.bundle.tobytes(), sim.metrics() | {"wall_s": 0, "steps_per_s": 0}
 
-    ref = run(False, False)
+    ref = run(False, False, thread=False)
+    assert run(False, False) == ref
     assert run(True, False) == ref
     assert run(False, True) == ref
+
+
+def _wall_scenario(targets: list[dict]) -> dict:
+    return {
+        "name": "wall",
+        "area": {"polygon": [[0, 0], [1000, 0], [1000, 600], [0, 600]]},
+        "terrain": {"cell": 20, "default": "land",
+                    # a wall with a way round its north end, and a pond with an island
+                    "obstacles": [[[400, 0], [440, 0], [440, 500], [400, 500]]],
+                    "water": [[[600, 350], [900, 350], [900, 600], [600, 600]]],
+                    "land": [[[720, 440], [780, 440], [780, 520], [720, 520]]]},
+        "robots": [{"type": "ugv", "count": 2, "start": [150, 150], "role": "tasks"}],
+        "targets": targets,
+        "objectives": {"search": False, "visit": True},
+        "duration": 300,
+        "dt": 0.5,
+    }
+
+
+def test_ground_robots_go_round_a_wall_to_a_task() -> None:
+    # straight at the target the robot would press against the wall for good
+    sim = Simulation(parse_scenario(_wall_scenario([{"position": [800, 150], "level": "R", "size": 6}]), "wall.yaml"), 0)
+    ground = DOMAINS.index("ground")
+    for _ in range(sim.sc.steps):
+        sim.step()
+        assert sim.world.allowed_at(sim.fleet.domain, sim.fleet.pos).all()
+    m = sim.metrics()
+    assert m["tasks_done"] == 1 and m["duplicates"] == 0
+    assert (sim.fleet.domain == ground).all()
+
+
+def test_unreachable_task_is_not_bid_on() -> None:
+    # the island in the pond: no ground robot can get there, so none claims it (nor drives to the shore)
+    sc = _wall_scenario([{"position": [750, 480], "level": "R", "size": 6}, {"position": [800, 150], "level": "R", "size": 6}])
+    sim = Simulation(parse_scenario(sc, "wall.yaml"), 0)
+    assert not sim.cbba.compat[:, 0].any() and sim.cbba.compat[:, 1].all()
+    m = sim.run().metrics
+    assert m["tasks_done"] == 1

@@ -114,6 +114,7 @@ class Simulation:
         self._completed: list[tuple[int, int]] = []  # completions not yet handed to CBBA
         self._task_pos_moved = False
         self._view = AllocView(self._cbba)
+        self._fields: dict[tuple[int, int], np.ndarray] = {}  # travel fields by (domain, goal cell)
         self._extra_level: dict[int, int] = {}  # tasks that appear mid-mission
         self._extra_value: dict[int, float] = {}
         self.task_target = np.zeros(0, dtype=np.int64)  # task -> target row
@@ -220,6 +221,11 @@ class Simulation:
             here = w.allowed_at(np.full(k, di), pos)
             goal[np.ix_(rows, np.flatnonzero(here))] = pos[here][None, :, :]
             reach = np.where(here, 0.0, dist)[None, :] <= need[rows] * 0.8
+            # a robot only ever moves within its connected region of its domain (a lake, an island)
+            labels = w.components(dname)
+            giy, gix, _ = w.cell_index(goal[rows[0]])
+            riy, rix, _ = w.cell_index(f.pos[rows])
+            reach &= labels[riy, rix][:, None] == labels[giy, gix][None, :]
             compat[rows] &= reach
         values = np.array([self.sc.targets[t].value if t < len(self.sc.targets) else self._extra_value[t] for t in targets])
         self.cbba.add_tasks(pos, values, compat, known_by)  # (settles a running round first)
@@ -415,8 +421,18 @@ class Simulation:
         self._near = (self.step_no, near)
         return near
 
+    inline_below = 200  # robots: smaller fleets run their rounds on the calling thread (a thread costs more)
+
     def _submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        """Run fn on the simulation's worker thread (after the jobs already there)."""
+        """Run fn on the simulation's worker thread (after the jobs already there), or right here for a
+        small fleet: the same results either way, only the time differs."""
+        if len(self.fleet) < self.inline_below:
+            done: Future = Future()
+            try:
+                done.set_result(fn(*args))
+            except BaseException as e:  # surfaces in settle(), as from the thread
+                done.set_exception(e)
+            return done
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pack-sim")
         return self._worker.submit(fn, *args)
@@ -446,7 +462,7 @@ class Simulation:
         has_task = (head >= 0) & f.alive
         if has_task.any():
             r = np.flatnonzero(has_task)
-            goal[r] = self.task_goal[r, head[r]]
+            goal[r] = self._route(r, self.task_goal[r, head[r]])
         # search plans
         free = np.isnan(goal[:, 0]) & f.alive
         has_plan = np.array([self.plan_idx[r] < len(self.plans[r]) for r in range(n)]) if self._any_plan else np.zeros(n, dtype=bool)
@@ -482,6 +498,46 @@ class Simulation:
             speed = np.minimum(vmax, np.sqrt(2 * amax * dist))
             v[has] = d / np.maximum(dist, 1e-9)[:, None] * speed[:, None]
         return v
+
+    def _route(self, rows: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """Where robots `rows` heading for `goals` aim now: straight at the goal when nothing is in the
+        way, else a few cells down the domain's travel field, around obstacles, land or water and no-go
+        zones (fields are computed once per domain and goal cell)."""
+        f, w = self.fleet, self.world
+        out = goals.copy()
+        straight = np.hypot(*(goals - f.pos[rows]).T)
+        ny, nx = w.shape
+        giy, gix, _ = w.cell_index(goals)
+        riy, rix, _ = w.cell_index(f.pos[rows])
+        key = (f.domain[rows] * ny + giy) * nx + gix
+        for k in np.unique(key):
+            sel = np.flatnonzero(key == k)
+            di = int(f.domain[rows[sel[0]]])
+            cell = int(k - di * ny * nx)
+            fld = self._fields.get((di, cell))
+            if fld is None:
+                if len(self._fields) > 256:  # moving targets keep making new goal cells
+                    self._fields.clear()
+                fld = self._fields[(di, cell)] = w.travel_field(DOMAINS[di], goals[sel[0]])
+            along = fld[riy[sel] * nx + rix[sel]]
+            # an 8-neighbour path is at most 8% longer than the straight line in the open: only a longer
+            # one may hide an obstacle, and then the straight line is checked
+            maybe = sel[np.isfinite(along) & (along > straight[sel] + w.cell)]
+            if len(maybe) == 0:
+                continue
+            dom = f.domain[rows[maybe]]
+            pos = f.pos[rows[maybe]]
+            blocked = ~w.clear_line(dom, pos, goals[maybe])
+            if not blocked.any():
+                continue
+            sel, dom, pos = maybe[blocked], dom[blocked], pos[blocked]
+            chain = w.route_step(fld, pos)  # (steps, K, 2)
+            aim = chain[0].copy()
+            for step in chain[1:]:  # the farthest cell of the way still in straight sight
+                clear = w.clear_line(dom, pos, step)
+                aim[clear] = step[clear]
+            out[sel] = aim
+        return out
 
     def _lloyd_update(self, free: np.ndarray, pos: np.ndarray, last_seen: np.ndarray,
                       t: float) -> list[tuple[np.ndarray, np.ndarray]]:

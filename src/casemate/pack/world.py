@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, sparse
+from scipy.sparse.csgraph import dijkstra
 
 OUTSIDE, LAND, WATER, OBSTACLE = 0, 1, 2, 3
 DOMAINS: tuple[str, ...] = ("air", "ground", "surface")
@@ -40,6 +41,8 @@ class World:
     nogo: np.ndarray
     allowed: dict[str, np.ndarray] = field(default_factory=dict)
     _dist: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    _graphs: dict[str, object] = field(default_factory=dict, repr=False)
+    _labels: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(
@@ -137,3 +140,77 @@ class World:
         ty, tx = idx[0, iy, ix], idx[1, iy, ix]
         centre = self.origin + (np.column_stack([tx, ty]) + 0.5) * self.cell
         return centre, dist[iy, ix]
+
+    def components(self, domain: str) -> np.ndarray:
+        """Connected regions of a domain's allowed cells (label per cell, 0 where not allowed): a robot
+        can only ever reach cells of its own region."""
+        if domain not in self._labels:
+            self._labels[domain] = ndimage.label(self.allowed[domain])[0]
+        return self._labels[domain]
+
+    def travel_field(self, domain: str, goal: np.ndarray) -> np.ndarray:
+        """Shortest travel distance (m) from every cell to the cell holding `goal` (x, y) through the
+        domain's allowed cells, moving to the 8 neighbours without cutting a blocked corner; inf where
+        unreachable. Flat, row-major like centres()."""
+        graph = self._graphs.get(domain)
+        if graph is None:
+            graph = self._graphs[domain] = self._grid_graph(self.allowed[domain])
+        iy, ix, _ = self.cell_index(np.atleast_2d(np.asarray(goal, dtype=np.float64)))
+        ny, nx = self.shape
+        return dijkstra(graph, directed=False, indices=int(iy[0] * nx + ix[0]))
+
+    def _grid_graph(self, ok: np.ndarray) -> sparse.csr_matrix:
+        ny, nx = ok.shape
+        idx = np.arange(ny * nx).reshape(ny, nx)
+        rows, cols, w = [], [], []
+        c, d = self.cell, self.cell * np.sqrt(2.0)
+        for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+            a = ok[max(0, -dy): ny - max(0, dy), max(0, -dx): nx - max(0, dx)]
+            ys, xs = np.nonzero(a)
+            ys, xs = ys + max(0, -dy), xs + max(0, -dx)
+            ty, tx = ys + dy, xs + dx
+            keep = ok[ty, tx]
+            if dy and dx:  # a diagonal step needs both cells it passes between
+                keep &= ok[ys + dy, xs] & ok[ys, xs + dx]
+            rows.append(idx[ys[keep], xs[keep]])
+            cols.append(idx[ty[keep], tx[keep]])
+            w.append(np.full(int(keep.sum()), d if dy and dx else c))
+        r, k, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(w)
+        return sparse.csr_matrix((v, (r, k)), shape=(ny * nx, ny * nx))
+
+    def clear_line(self, domain_idx: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Whether the straight segments a -> b (K,2) stay in allowed cells of each robot's domain
+        (sampled every half cell)."""
+        d = b - a
+        length = np.hypot(d[:, 0], d[:, 1])
+        n = np.maximum(1, np.ceil(length / (0.5 * self.cell)).astype(np.int64))
+        s = int(n.max())
+        frac = np.minimum(np.arange(s + 1)[None, :] / n[:, None], 1.0)  # (K, S+1): past the end, the end
+        pts = a[:, None, :] + frac[:, :, None] * d[:, None, :]
+        ok = self.allowed_at(np.repeat(domain_idx, s + 1), pts.reshape(-1, 2)).reshape(len(a), s + 1)
+        return ok.all(axis=1)
+
+    def route_step(self, field_: np.ndarray, pos: np.ndarray, steps: int = 3) -> np.ndarray:
+        """The next `steps` cell centres (steps, K, 2) for robots at pos (K,2) going downhill on a travel
+        field (8 neighbours, no corner cutting): the way around what blocks the straight line."""
+        ny, nx = self.shape
+        f = field_.reshape(ny, nx)
+        iy, ix, _ = self.cell_index(pos)
+        chain = []
+        for _ in range(steps):
+            best_v, by, bx = f[iy, ix], iy.copy(), ix.copy()
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    if dy == 0 and dx == 0:
+                        continue
+                    ty, tx = iy + dy, ix + dx
+                    inside = (ty >= 0) & (ty < ny) & (tx >= 0) & (tx < nx)
+                    ty, tx = np.clip(ty, 0, ny - 1), np.clip(tx, 0, nx - 1)
+                    v = np.where(inside, f[ty, tx], np.inf)
+                    if dy and dx:  # as the field was built: no cutting a blocked corner
+                        v = np.where(np.isfinite(f[ty, ix]) & np.isfinite(f[iy, tx]), v, np.inf)
+                    better = v < best_v
+                    best_v, by, bx = np.where(better, v, best_v), np.where(better, ty, by), np.where(better, tx, bx)
+            iy, ix = by, bx
+            chain.append(self.origin + (np.column_stack([ix, iy]) + 0.5) * self.cell)
+        return np.stack(chain)
