@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from typing import Any
 
 import pytest
+from casemate_browser import headless_chromium
 
 from casemate.security.labels import parse_label
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
 @pytest.fixture
 def browser() -> Any:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    if not shutil.which("chromium") or not shutil.which("chromedriver"):
-        pytest.skip("chromium/chromium-driver absent: run `bash scripts/system-packages.sh`")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="casemate-chromium-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(options=opts, service=Service(executable_path=DRIVER))
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    yield from headless_chromium()
 
 
 def test_chat_page_logs_in_streams_and_shows_label_and_citations(live_server: dict[str, Any], browser: Any) -> None:
