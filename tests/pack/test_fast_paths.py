@@ -159,3 +159,35 @@ def test_shared_neighbour_query_gives_the_same_links_and_velocities() -> None:
     comms = Comms(CommsConfig(), np.random.default_rng(0))
     a, b = comms.links(pos3, radio, alive), comms.links(pos3, radio, alive, near)
     assert len(a[0]) > n and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_redundancy_counts_footprint_entries_like_per_robot_masks() -> None:
+    """Visits are counted from the cell each robot moved from; the same count as keeping every
+    robot's footprint mask and counting target cells that enter it, step by step."""
+    from casemate.pack.scenario import parse_scenario
+    from casemate.pack.sim import Simulation
+
+    sc = parse_scenario({
+        "name": "cov", "area": {"polygon": [[0, 0], [400, 0], [400, 300], [0, 300]]},
+        "terrain": {"cell": 10, "default": "land", "water": [[[250, 0], [400, 0], [400, 120], [250, 120]]]},
+        "robots": [{"type": "quadcopter", "count": 3, "start": [20, 20]}, {"type": "ugv", "count": 2, "start": [30, 250]}],
+        "failures": {"lose": [{"time": 20, "robots": [1]}]},
+        "objectives": {"search": True, "visit": False}, "duration": 60, "dt": 0.5}, "cov.yaml")
+    sim = Simulation(sc, 0)
+    ny, nx = sim.world.shape
+    prev = np.zeros((len(sim.fleet), ny * nx), dtype=bool)
+    visits = 0
+    for _ in range(sc.steps):
+        sim.step()
+        f = sim.fleet
+        now = np.zeros_like(prev)
+        iy, ix, ok = sim.world.cell_index(f.pos)
+        for r in np.flatnonzero(f.alive & ok):
+            off = sim._offsets[int(f.type_id[r])]
+            yy, xx = iy[r] + off[:, 0], ix[r] + off[:, 1]
+            good = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
+            now[r, yy[good] * nx + xx[good]] = True
+        visits += int((now & ~prev & sim.cover_target.ravel()[None, :]).sum())
+        prev = now
+        assert sim.visits == visits
+    assert visits > 100 and sim.metrics()["redundancy"] is not None

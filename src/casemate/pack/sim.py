@@ -142,8 +142,17 @@ class Simulation:
             # no search objective: coverage still reports the share of the robots' domains seen so far
             for d in np.unique(self.fleet.domain):
                 self.cover_target |= self.world.allowed[DOMAINS[d]]
-        tr = track_redundancy if track_redundancy is not None else n * ny * nx <= 4_000_000
-        self._inside_prev = np.zeros((n, ny * nx), dtype=bool) if tr else None
+        # redundancy: every time a target cell enters a robot's footprint counts as a visit; what entered
+        # follows from the cell the robot moved from (a footprint is a fixed stencil per type)
+        self._track = True if track_redundancy is None else bool(track_redundancy)
+        self._prev_cell = np.zeros((n, 2), dtype=np.int64)
+        self._prev_has = np.zeros(n, dtype=bool)  # whether the robot had a footprint last step
+        self._stencil = {}
+        for ti, off in self._offsets.items():
+            rad = int(np.abs(off).max()) if len(off) else 0
+            m = np.zeros((2 * rad + 1, 2 * rad + 1), dtype=bool)
+            m[off[:, 0] + rad, off[:, 1] + rad] = True
+            self._stencil[ti] = (rad, m)
         self.visits = 0
         self._lloyd_goal = self.fleet.pos.copy()
         self._surv_cells = None
@@ -564,7 +573,6 @@ class Simulation:
         alive = np.flatnonzero(f.alive)
         iy, ix, ok = w.cell_index(f.pos[alive])
         cells_all = []
-        owners = []
         for ti, off in self._offsets.items():
             sel = f.type_id[alive] == ti
             if not sel.any():
@@ -574,19 +582,11 @@ class Simulation:
             good = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx) & ok[sel][:, None]
             cells = np.where(good, yy * nx + xx, -1)
             cells_all.append(cells.ravel())
-            owners.append(np.repeat(alive[sel], off.shape[0]))
+            if self._track:
+                self._count_visits(alive[sel], iy[sel], ix[sel], ok[sel], off, cells, good, ti)
         if cells_all:
             c = np.concatenate(cells_all)
-            o = np.concatenate(owners)
-            keep = c >= 0
-            c, o = c[keep], o[keep]
-            self.last_seen[c] = self.t
-            if self._inside_prev is not None:
-                now = np.zeros_like(self._inside_prev)
-                now[o, c] = True
-                tgt = self.cover_target.ravel()
-                self.visits += int((now & ~self._inside_prev & tgt[None, :]).sum())
-                self._inside_prev = now
+            self.last_seen[c[c >= 0]] = self.t
         if len(self.target_pos):
             det = sense(f.pos, f.alive, f.param("sensor_range"), f.param("ifov"), f.param("p_detect"), self.target_pos,
                         self.target_size, self.rng_sense)
@@ -597,6 +597,20 @@ class Simulation:
                     newly = (best >= lv) & np.isnan(self.target_first[:, lv])
                     self.target_first[newly, lv] = self.t
                 self.target_best = np.maximum(self.target_best, best)
+
+    def _count_visits(self, rows: np.ndarray, iy: np.ndarray, ix: np.ndarray, has: np.ndarray, off: np.ndarray,
+                      cells: np.ndarray, good: np.ndarray, ti: int) -> None:
+        """Count the target cells that entered these robots' footprints this step: a cell c + o of the
+        new footprint was in the old one iff o + (c - previous c) is in the stencil."""
+        rad, m = self._stencil[ti]
+        sy = off[None, :, 0] + (iy - self._prev_cell[rows, 0])[:, None]
+        sx = off[None, :, 1] + (ix - self._prev_cell[rows, 1])[:, None]
+        near = (np.abs(sy) <= rad) & (np.abs(sx) <= rad) & self._prev_has[rows][:, None]
+        was = near & m[np.clip(sy + rad, 0, 2 * rad), np.clip(sx + rad, 0, 2 * rad)]
+        tgt = self.cover_target.ravel()
+        self.visits += int((good & ~was & tgt[np.maximum(cells, 0)]).sum())
+        self._prev_cell[rows, 0], self._prev_cell[rows, 1] = iy, ix
+        self._prev_has[rows] = has
 
     def _tasks_progress(self) -> None:
         view = self._view
@@ -680,7 +694,7 @@ class Simulation:
             "steps_per_s": round(self.step_no / self.wall, 2) if self.wall > 0 else None,
             "coverage": round(cov, 5) if math.isfinite(cov) else None,
             "coverage_curve": self.coverage_curve,
-            "redundancy": round((self.visits - unique) / unique, 4) if self._inside_prev is not None and unique else None,
+            "redundancy": round((self.visits - unique) / unique, 4) if self._track and unique else None,
             "targets": [
                 {"id": i, "level": LEVELS[b] if b >= 0 else None,
                  "first_seen": {LEVELS[k]: (None if np.isnan(v) else round(float(v), 2)) for k, v in enumerate(self.target_first[i])}}
