@@ -174,3 +174,27 @@ def test_unreachable_task_is_not_bid_on() -> None:
     assert not sim.cbba.compat[:, 0].any() and sim.cbba.compat[:, 1].all()
     m = sim.run().metrics
     assert m["tasks_done"] == 1
+
+
+def test_minimum_separation_is_the_true_minimum(harbour: dict) -> None:
+    """The metric is the smallest clearance between any two robots over the run, also when they never
+    come close enough for the separation filter (here they stay tens of metres apart)."""
+    harbour["duration"] = 60
+    sim = Simulation(parse_scenario(harbour, "harbour.yaml"), 2)
+    radius = sim.fleet.param("radius")
+
+    def brute() -> float:
+        p, alive = sim.fleet.pos3(), sim.fleet.alive
+        d = np.linalg.norm(p[:, None] - p[None, :], axis=2) - radius[:, None] - radius[None, :]
+        d[~alive] = np.inf
+        d[:, ~alive] = np.inf
+        np.fill_diagonal(d, np.inf)
+        return float(d.min())
+
+    lowest = brute()
+    for _ in range(sim.sc.steps):
+        sim.step()
+        lowest = min(lowest, brute())
+    m = sim.metrics()
+    assert m["collisions"] == 0 and lowest > 5
+    assert m["min_separation_m"] == round(lowest, 3)

@@ -328,9 +328,10 @@ class Simulation:
         radius = f.param("radius")
         vmax = f.param("max_speed")
         pos3 = f.pos3()
-        near = self._near if self._near is not None and self._near[0] == self.step_no else None
-        v_cmd = choose_velocities(pos3, f.vel, v_pref, radius, vmax, f.alive, self.avoid, near and near[1])
+        near = self._near[1] if self._near is not None and self._near[0] == self.step_no else self._near_now(False)
         self._near = None
+        v_cmd = choose_velocities(pos3, f.vel, v_pref, radius, vmax, f.alive, self.avoid, near)
+        self._note_clearance(near)  # of where the last step left the robots
         vel, heading = limit_velocity(f, v_cmd, dt)
         vel[~f.alive] = 0.0
         new = f.pos + vel * dt
@@ -415,22 +416,39 @@ class Simulation:
         args = (f.pos.copy(), f.param("max_speed"), f.alive.copy(), s_src, s_dst, snap)
         self._round = self._submit(self._cbba.step_round, *args)
 
-    def _near_now(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """One nearest-neighbour query of the alive robots for both the radio and avoidance this step
-        (positions do not change in between): as many neighbours and as far as either needs."""
+    def _near_now(self, radio: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
+        """The nearest-neighbour query of the alive robots this step, for avoidance and, on an exchange
+        step, the radio too (positions do not change in between): as many neighbours and as far as
+        the users need."""
         f = self.fleet
         idx = np.flatnonzero(f.alive)
         if len(idx) < 2:
             return None
-        k = min(max(self.comms.cfg.max_neighbours, self.avoid.neighbours) + 1, len(idx))
-        bound = max(float(f.param("radio_range")[idx].max()),
-                    avoidance_reach(f.param("radius"), f.param("max_speed"), f.alive, self.avoid))
+        k = min(max(self.comms.cfg.max_neighbours if radio else 0, self.avoid.neighbours) + 1, len(idx))
+        bound = avoidance_reach(f.param("radius"), f.param("max_speed"), f.alive, self.avoid)
+        if radio:
+            bound = max(bound, float(f.param("radio_range")[idx].max()))
         p3 = f.pos3()[idx]
         near = cKDTree(p3).query(p3, k=k, distance_upper_bound=bound)
         self._near = (self.step_no, near)
         return near
 
     inline_below = 200  # robots: smaller fleets run their rounds on the calling thread (a thread costs more)
+
+    def _note_clearance(self, near: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """The smallest clearance between robots in this neighbour query (within avoidance reach at
+        least): the minimum separation also counts robots that never came close enough for the
+        separation filter to look at them."""
+        if near is None:
+            return
+        dist, nb = near[0][:, 1:], near[1][:, 1:]
+        ok = np.isfinite(dist)
+        if not ok.any():
+            return
+        idx = np.flatnonzero(self.fleet.alive)
+        radius = self.fleet.param("radius")[idx]
+        clear = dist - radius[:, None] - radius[np.minimum(nb, len(idx) - 1)]
+        self.min_clearance = min(self.min_clearance, float(clear[ok].min()))
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Run fn on the simulation's worker thread (after the jobs already there), or right here for a
@@ -680,6 +698,11 @@ class Simulation:
         }
 
     def metrics(self) -> dict[str, Any]:
+        f = self.fleet
+        reach = avoidance_reach(f.param("radius"), f.param("max_speed"), f.alive, self.avoid) if f.alive.any() else 0.0
+        # where the last step left the robots (each step notes where the one before left them)
+        final = min_separation(f.pos3(), f.param("radius"), f.alive, reach)[0] if f.alive.sum() > 1 else math.inf
+        self.min_clearance = min(self.min_clearance, final)
         cov = self.coverage()
         unique = int((np.isfinite(self.last_seen) & self.cover_target.ravel()).sum())
         dup = int(np.maximum(self.executions - 1, 0).sum())
