@@ -111,7 +111,11 @@ def test_allocation_thread_leaves_the_run_unchanged(harbour: dict) -> None:
     import threading
 
     harbour["duration"] = 60
+    # a task reported mid-run and a robot lost while rounds are in flight; latency from the file
+    harbour["failures"] = {"lose": [{"time": 25, "robots": [1]}],
+                           "new_tasks": [{"time": 20, "position": [400, 800], "level": "R", "value": 2}]}
     sc = parse_scenario(harbour, "harbour.yaml")
+    assert sc.comms.latency > 0
 
     def run(peek: bool, busy: bool, thread: bool = True) -> tuple[bytes, bytes, bytes, dict]:
         sim = Simulation(sc, 3)
@@ -129,7 +133,7 @@ def test_allocation_thread_leaves_the_run_unchanged(harbour: dict) -> None:
         finally:
             stop.set()
         cb = sim.cbba
-        assert cb.m > 0 and cb.round > 10
+        assert cb.m == 5 and cb.round > 10 and not sim.fleet.alive[1]
         return sim.fleet.pos.tobytes(), cb.Z.tobytes(), cb.bundle.tobytes(), sim.metrics() | {"wall_s": 0, "steps_per_s": 0}
 
     ref = run(False, False, thread=False)

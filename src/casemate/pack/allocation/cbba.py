@@ -69,8 +69,9 @@ _TABLE = _decision_table()
 
 def _needed_bits(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where the table's outcome depends on the timestamp comparisons, so that only those entries pay
-    for them: NEED_N[case_k, case_i, beats, same] (the news about the receiver's winner n matters for
-    some comparison about m), NEED_M[case_k, case_i, beats, same, newer_n] (the news about m matters)."""
+    for them: NEED_N[case_k, case_i, beats, same] (the news about the receiver's winner n can change
+    the outcome, whatever the news about m), NEED_M[case_k, case_i, beats, same, newer_n] (the news
+    about the sender's winner m can, once the news about n is known)."""
     t = table.reshape(4, 4, 3, 2, 2, 2)  # case_k, case_i, cmp_m, beats, newer_n, same
     need_n = (t[:, :, :, :, 0, :] != t[:, :, :, :, 1, :]).any(axis=2)  # (4,4,2,2)
     need_m = (t != t[:, :, :1]).any(axis=2)  # (4,4,2,2,2): beats, newer_n, same
