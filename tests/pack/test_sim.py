@@ -202,3 +202,52 @@ def test_minimum_separation_is_the_true_minimum(harbour: dict) -> None:
     m = sim.metrics()
     assert m["collisions"] == 0 and lowest > 5
     assert m["min_separation_m"] == round(lowest, 3)
+
+
+def test_allocation_scores_the_way_round() -> None:
+    """The robot 200 m away in a straight line but behind a long wall loses the task to the one 400 m
+    away in the open: bids use the travel distance the robots will drive."""
+    sc = parse_scenario({
+        "name": "detour",
+        "area": {"polygon": [[0, 0], [2000, 0], [2000, 1000], [0, 1000]]},
+        "terrain": {"cell": 20, "default": "land", "obstacles": [[[1000, 0], [1040, 0], [1040, 900], [1000, 900]]]},
+        "robots": [{"type": "ugv", "count": 1, "start": [900, 100], "role": "tasks"},
+                   {"type": "ugv", "count": 1, "start": [1500, 100], "role": "tasks"}],
+        "targets": [{"position": [1100, 100], "level": "R", "size": 6}],
+        "comms": {"period": 1.0},
+        "objectives": {"search": False, "visit": True},
+        "duration": 120, "dt": 0.5}, "detour.yaml")
+    sim = Simulation(sc, 0)
+    behind, open_side = int(np.argmin(sim.fleet.pos[:, 0])), int(np.argmax(sim.fleet.pos[:, 0]))
+    for _ in range(20):
+        sim.step()
+    assert (sim.cbba.Z[:, 0] == open_side).all()
+    m = sim.run().metrics
+    assert m["tasks_done"] == 1 and m["targets"][0]["first_seen"]["R"] < 90
+    assert sim.fleet.pos[behind, 0] < 1000  # the other one never went round
+
+
+def test_travel_tables_of_straight_lines_allocate_as_straight_lines() -> None:
+    from casemate.pack.allocation import CBBA, CBBAConfig
+
+    r = np.random.default_rng(3)
+    n, m = 60, 12
+    pos, tasks = r.uniform(0, 1000, (n, 2)), r.uniform(0, 1000, (m, 2))
+    value, speed, alive = r.uniform(1, 2, m), np.full(n, 10.0), np.ones(n, dtype=bool)
+    src, dst = np.nonzero(np.hypot(*(pos[:, None] - pos[None, :]).transpose(2, 0, 1)) < 300)
+    keep = src != dst
+    src, dst = src[keep], dst[keep]
+    runs = []
+    for tables in (False, True):
+        cb = CBBA(n, CBBAConfig(bundle_size=3))
+        cb.add_tasks(tasks, value, np.ones((n, m), dtype=bool))
+        for _ in range(30):
+            travel = None
+            if tables:
+                d_at = np.sqrt(((pos[:, None, :] - tasks[None, :, :]) ** 2).sum(-1))
+                travel = (d_at, cb._task_distances()[None], np.zeros(n, dtype=np.int64))
+            cb.step_round(pos, speed, alive, src, dst, travel=travel)
+        runs.append(cb)
+    a, b = runs
+    assert np.array_equal(a.Z, b.Z) and np.array_equal(a.path, b.path) and np.allclose(a.Y, b.Y)
+    assert (a.Z >= 0).all()

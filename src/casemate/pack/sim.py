@@ -115,6 +115,8 @@ class Simulation:
         self._task_pos_moved = False
         self._view = AllocView(self._cbba)
         self._fields: dict[tuple[int, int], np.ndarray] = {}  # travel fields by (domain, goal cell)
+        self._goals_moved = False
+        self._field_stacks: dict[int, tuple[bytes, np.ndarray]] = {}  # per domain: goal cells, their fields
         self._extra_level: dict[int, int] = {}  # tasks that appear mid-mission
         self._extra_value: dict[int, float] = {}
         self.task_target = np.zeros(0, dtype=np.int64)  # task -> target row
@@ -246,6 +248,24 @@ class Simulation:
         self.executions = np.r_[self.executions, np.zeros(k, dtype=np.int64)]
         self.task_done_at = np.r_[self.task_done_at, np.full(k, np.nan)]
 
+    def _move_goals(self) -> None:
+        """Task goals follow moving targets: the target itself where a domain may be, else the nearest
+        point it may."""
+        if len(self.task_target) == 0:
+            return
+        f, w = self.fleet, self.world
+        moving = np.flatnonzero((self.target_vel[self.task_target] != 0).any(axis=1))
+        if len(moving) == 0:
+            return
+        pos = self.target_pos[self.task_target[moving]]
+        for di, dname in enumerate(DOMAINS):
+            rows = np.flatnonzero(f.domain == di)
+            if len(rows) == 0:
+                continue
+            near, _ = w.nearest_allowed(dname, pos)
+            here = w.allowed_at(np.full(len(moving), di), pos)
+            self.task_goal[rows[:, None], moving[None, :]] = np.where(here[:, None], pos, near)[None, :, :]
+
     def _setup_search(self) -> None:
         w, f = self.world, self.fleet
         if not self.sc.objectives["search"]:
@@ -319,6 +339,7 @@ class Simulation:
             inside = w.inside_area(self.target_pos)
             self.target_vel[~inside] *= -1
             self._task_pos_moved = True  # CBBA takes the new positions when its next round starts
+            self._goals_moved = True  # the robots take the new goals at the next exchange
         # comms + allocation (the allocation round runs beside the motion below, see _exchange)
         if self.step_no % self.comm_every == 0:
             self._exchange()
@@ -393,6 +414,9 @@ class Simulation:
         cb = self.cbba  # the previous round settled, the completions since handed over
         if cb.m == 0:
             return
+        if self._goals_moved:
+            self._move_goals()
+            self._goals_moved = False
         if self._task_pos_moved:
             cb.task_pos = self.target_pos[self.task_target].copy()
             cb._dtt = None
@@ -413,8 +437,56 @@ class Simulation:
         # would apply them too. Nothing else touches the allocation state while the round runs (reads
         # go through self.cbba, which waits for it), so the same seed still gives the same run.
         self._view = AllocView(cb)
-        args = (f.pos.copy(), f.param("max_speed"), f.alive.copy(), s_src, s_dst, snap)
+        args = (f.pos.copy(), f.param("max_speed"), f.alive.copy(), s_src, s_dst, snap, self._travel_tables())
         self._round = self._submit(self._cbba.step_round, *args)
+
+    travel_tables_max_tasks = 200  # beyond, allocation scores straight lines (a travel field per task and domain)
+
+    def _travel_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Travel distances for CBBA's scores where the way round is clearly longer than the straight
+        line (a wall, a headland, a no-go zone): robot -> task and task -> task per domain, from the
+        same travel fields the robots drive by. None where every distance is a straight line, and
+        CBBA then computes exactly what it always did."""
+        f, w, cb = self.fleet, self.world, self._cbba
+        m = cb.m
+        if m == 0 or m > self.travel_tables_max_tasks:
+            return None
+        pos, tp = f.pos, cb.task_pos
+        straight = np.sqrt(((pos[:, None, :] - tp[None, :, :]) ** 2).sum(-1))  # CBBA's own expression
+        d_at, dtt = straight.copy(), cb._task_distances()
+        dtt3 = np.repeat(dtt[None], len(DOMAINS), axis=0)
+        rcell = w.flat_cell(pos)
+        longer = False
+        for di in np.unique(f.domain[f.alive]):
+            rows = np.flatnonzero(f.domain == di)
+            gcell = w.flat_cell(self.task_goal[rows[0]])  # (M,): where this domain's robots go for each task
+            stack = self._field_stacks.get(int(di))
+            if stack is None or stack[0] != gcell.tobytes():
+                stack = self._field_stacks[int(di)] = (gcell.tobytes(),
+                                                       np.stack([self._field(int(di), int(c)) for c in gcell]))
+            fields = stack[1]  # (M, cells)
+            # an 8-neighbour path is up to 8% longer than the straight line in the open
+            v = fields[:, rcell[rows]].T  # (R, M)
+            far = np.isfinite(v) & (v > 1.09 * straight[rows] + 2 * w.cell)
+            if far.any():
+                d_at[rows] = np.where(far, v, d_at[rows])
+                longer = True
+            vt = fields[:, gcell].T  # (M, M): from each task's goal to each task's goal
+            far = np.isfinite(vt) & (vt > 1.09 * dtt + 2 * w.cell)
+            if far.any():
+                dtt3[di] = np.where(far, vt, dtt)
+                longer = True
+        return (d_at, dtt3, f.domain.copy()) if longer else None
+
+    def _field(self, di: int, cell: int) -> np.ndarray:
+        """The travel field of domain di to a (flat) cell, cached per domain and cell."""
+        key = (di, cell)
+        fld = self._fields.get(key)
+        if fld is None:
+            if len(self._fields) >= max(256, 4 * len(DOMAINS) * self._cbba.m):  # moving goals keep adding cells
+                self._fields.clear()
+            fld = self._fields[key] = self.world.travel_field(DOMAINS[di], cell)
+        return fld
 
     def _near_now(self, radio: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
         """The nearest-neighbour query of the alive robots this step, for avoidance and, on an exchange
@@ -540,12 +612,7 @@ class Simulation:
         for k in np.unique(key):
             sel = np.flatnonzero(key == k)
             di = int(f.domain[rows[sel[0]]])
-            cell = int(k - di * ny * nx)
-            fld = self._fields.get((di, cell))
-            if fld is None:
-                if len(self._fields) > 256:  # moving targets keep making new goal cells
-                    self._fields.clear()
-                fld = self._fields[(di, cell)] = w.travel_field(DOMAINS[di], goals[sel[0]])
+            fld = self._field(di, int(k - di * ny * nx))
             along = fld[riy[sel] * nx + rix[sel]]
             # an 8-neighbour path is at most 8% longer than the straight line in the open: only a longer
             # one may hide an obstacle, and then the straight line is checked

@@ -97,8 +97,10 @@ class World:
         """(iy, ix, inside_grid) for points (N,2)."""
         ij = np.floor((pos - self.origin) / self.cell).astype(np.int64)
         ny, nx = self.shape
-        ok = (ij[:, 0] >= 0) & (ij[:, 0] < nx) & (ij[:, 1] >= 0) & (ij[:, 1] < ny)
-        return np.clip(ij[:, 1], 0, ny - 1), np.clip(ij[:, 0], 0, nx - 1), ok
+        ix, iy = ij[:, 0], ij[:, 1]
+        ok = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+        # np.clip's overhead outweighs the work on the small arrays this is called with
+        return np.minimum(np.maximum(iy, 0), ny - 1), np.minimum(np.maximum(ix, 0), nx - 1), ok
 
     def centres(self) -> np.ndarray:
         """Cell centres (ny*nx, 2), row-major."""
@@ -148,16 +150,19 @@ class World:
             self._labels[domain] = ndimage.label(self.allowed[domain])[0]
         return self._labels[domain]
 
-    def travel_field(self, domain: str, goal: np.ndarray) -> np.ndarray:
-        """Shortest travel distance (m) from every cell to the cell holding `goal` (x, y) through the
-        domain's allowed cells, moving to the 8 neighbours without cutting a blocked corner; inf where
-        unreachable. Flat, row-major like centres()."""
+    def travel_field(self, domain: str, goal_cell: int) -> np.ndarray:
+        """Shortest travel distance (m) from every cell to the flat (row-major) cell `goal_cell` through
+        the domain's allowed cells, moving to the 8 neighbours without cutting a blocked corner; inf
+        where unreachable. Flat, row-major like centres()."""
         graph = self._graphs.get(domain)
         if graph is None:
             graph = self._graphs[domain] = self._grid_graph(self.allowed[domain])
-        iy, ix, _ = self.cell_index(np.atleast_2d(np.asarray(goal, dtype=np.float64)))
-        ny, nx = self.shape
-        return dijkstra(graph, directed=False, indices=int(iy[0] * nx + ix[0]))
+        return dijkstra(graph, directed=False, indices=int(goal_cell))
+
+    def flat_cell(self, pos: np.ndarray) -> np.ndarray:
+        """Row-major cell index of each point (N,2), clipped to the grid."""
+        iy, ix, _ = self.cell_index(pos)
+        return iy * self.shape[1] + ix
 
     def _grid_graph(self, ok: np.ndarray) -> sparse.csr_matrix:
         ny, nx = ok.shape

@@ -118,6 +118,7 @@ class CBBA:
         self.path = np.full((n, L), NONE, dtype=np.int64)
         self.blen = np.zeros(n, dtype=np.int64)
         self.round = 0
+        self._travel: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # this round's (see build)
 
     @property
     def m(self) -> int:
@@ -147,8 +148,13 @@ class CBBA:
         return cache
 
     # ---------------------------------------------------------------- bundle phase
-    def build(self, agent_pos: np.ndarray, speed: np.ndarray, alive: np.ndarray) -> None:
-        """Each alive agent adds tasks to its bundle while it can outbid the current winner."""
+    def build(self, agent_pos: np.ndarray, speed: np.ndarray, alive: np.ndarray,
+              travel: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+        """Each alive agent adds tasks to its bundle while it can outbid the current winner.
+
+        `travel`: travel distances where they are not straight lines (obstacles, land and water):
+        agent -> task (N,M), task -> task per agent group (G,M,M), and each agent's group (N,).
+        Without it, distances are straight lines."""
         L = self.cfg.bundle_size
         lam = self.cfg.discount
         t = float(self.round)
@@ -158,8 +164,12 @@ class CBBA:
             self._s_buf.reshape(-1)[:: self.n + 1][alive] = t
         if self.m == 0:
             return
+        self._travel = travel
         dtt = self._task_distances()
-        d_at = np.sqrt(((agent_pos[:, None, :] - self.task_pos[None, :, :]) ** 2).sum(-1))
+        if travel is None:
+            d_at = np.sqrt(((agent_pos[:, None, :] - self.task_pos[None, :, :]) ** 2).sum(-1))
+        else:
+            d_at = travel[0]
         act = np.flatnonzero(alive & (self.blen < L))
         for _ in range(L):
             if len(act) == 0:
@@ -215,6 +225,8 @@ class CBBA:
         A = len(act)
         path = self.path[act]
         valid = path >= 0
+        if self._travel is not None:
+            return self._insertion_gains_travel(act, speed, d_at, self._travel)
         ppos = np.where(valid[:, :, None], self.task_pos[np.maximum(path, 0)], np.nan)
         pts = np.concatenate([agent_pos[act][:, None, :], ppos], axis=1)  # (A,L+1,2): prev for q
         seg = np.linalg.norm(np.diff(pts, axis=1), axis=2) / speed[act][:, None]  # (A,L)
@@ -243,6 +255,44 @@ class CBBA:
         slot_ok = np.arange(Q)[None, :] <= self.blen[act][:, None]
         gain = np.where(slot_ok[:, :, None], gain, -np.inf)
         q_best = np.argmax(gain, axis=1)  # (A,M)
+        c = np.take_along_axis(gain, q_best[:, None, :], axis=1)[:, 0, :]
+        return c, q_best
+
+    def _insertion_gains_travel(self, act: np.ndarray, speed: np.ndarray, d_at: np.ndarray,
+                                travel: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """_insertion_gains with travel distances from tables (see build) instead of straight lines."""
+        lam = self.cfg.discount
+        A, L = len(act), self.cfg.bundle_size
+        _, dtt3, group = travel
+        g = group[act][:, None]
+        path = self.path[act]
+        valid = path >= 0
+        p0 = np.maximum(path, 0)
+        legs = np.empty((A, L))  # distance from the previous stop (the agent, then path[q-1]) to path[q]
+        legs[:, 0] = d_at[act, p0[:, 0]]
+        if L > 1:
+            legs[:, 1:] = dtt3[g, p0[:, :-1], p0[:, 1:]]
+        legs = np.where(valid, legs, 0.0)
+        arr = np.cumsum(legs / speed[act][:, None], axis=1)  # arrival time at path[q]
+        contrib = np.where(valid, self.task_value[p0] * np.exp(-lam * arr), 0.0)
+        suffix = np.concatenate([np.cumsum(contrib[:, ::-1], axis=1)[:, ::-1], np.zeros((A, 1))], axis=1)
+        t_prev = np.concatenate([np.zeros((A, 1)), arr], axis=1)
+        has_next = np.concatenate([valid, np.zeros((A, 1), dtype=bool)], axis=1)
+        Q = int(self.blen[act].max()) + 1
+        ptask = np.concatenate([np.full((A, 1), -1), path], axis=1)[:, :Q]
+        d_pj = dtt3[g, np.maximum(ptask, 0)]  # (A,Q,M)
+        d_pj[:, 0, :] = d_at[act]
+        ntask = np.concatenate([path, np.full((A, 1), -1)], axis=1)[:, :Q]
+        d_jn = dtt3[g, np.maximum(ntask, 0)]
+        d_pn = np.concatenate([legs, np.zeros((A, 1))], axis=1)[:, :Q]
+        has_next, t_prev, suffix = has_next[:, :Q], t_prev[:, :Q], suffix[:, :Q]
+        sp = speed[act][:, None, None]
+        gain = self.task_value[None, None, :] * np.exp(-lam * (t_prev[:, :, None] + d_pj / sp))
+        delay = np.where(has_next[:, :, None], (d_pj + d_jn - d_pn[:, :, None]) / sp, 0.0)
+        gain = gain + (np.exp(-lam * delay) - 1.0) * suffix[:, :, None]
+        slot_ok = np.arange(Q)[None, :] <= self.blen[act][:, None]
+        gain = np.where(slot_ok[:, :, None], gain, -np.inf)
+        q_best = np.argmax(gain, axis=1)
         c = np.take_along_axis(gain, q_best[:, None, :], axis=1)[:, 0, :]
         return c, q_best
 
@@ -531,14 +581,15 @@ class CBBA:
         self._rebuild_path()
 
     def step_round(self, agent_pos: np.ndarray, speed: np.ndarray, alive: np.ndarray, src: np.ndarray, dst: np.ndarray,
-                   snap: tuple[np.ndarray, ...] | None = None) -> bool:
+                   snap: tuple[np.ndarray, ...] | None = None,
+                   travel: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> bool:
         """One synchronous round: build bundles, then consensus on the delivered messages.
 
         Returns whether any agent's winner table or bundle changed (quiet + agreed = converged).
         """
         before = (self.Z.copy(), self.bundle.copy())
         self.round += 1
-        self.build(agent_pos, speed, alive)
+        self.build(agent_pos, speed, alive, travel)
         if snap is None:
             snap = self.snapshot(with_s=False)
         live = alive[src] & alive[dst]
