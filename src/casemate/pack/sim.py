@@ -581,10 +581,8 @@ class Simulation:
         # surveillance for the rest
         free = np.isnan(goal[:, 0]) & f.alive & ((self.roles & SURVEIL) > 0)
         if self.sc.objectives["surveillance"] and free.any():
-            if self._surv_cells is None or self.step_no % max(1, int(round(5.0 / self.dt))) == 0:
-                for rows, goals in self._lloyd_update(free, f.pos, self.last_seen, self.t):
-                    self._lloyd_goal[rows] = goals
-                self._surv_cells = True
+            if self.step_no % max(1, int(round(5.0 / self.dt))) == 0 or self._surv_cells is None:
+                self._update_lloyd(free)
             goal[free] = self._lloyd_goal[free]
         v = np.zeros((n, 2))
         has = ~np.isnan(goal[:, 0])
@@ -614,8 +612,9 @@ class Simulation:
             di = int(f.domain[rows[sel[0]]])
             fld = self._field(di, int(k - di * ny * nx))
             along = fld[riy[sel] * nx + rix[sel]]
-            # an 8-neighbour path is at most 8% longer than the straight line in the open: only a longer
-            # one may hide an obstacle, and then the straight line is checked
+            # a way no more than a cell longer than the straight line leaves nothing to go round (a
+            # grazed corner is slid along); otherwise the straight line itself is checked, since in the
+            # open an 8-neighbour way is already up to 8% longer
             maybe = sel[np.isfinite(along) & (along > straight[sel] + w.cell)]
             if len(maybe) == 0:
                 continue
@@ -633,24 +632,22 @@ class Simulation:
             out[sel] = aim
         return out
 
-    def _lloyd_update(self, free: np.ndarray, pos: np.ndarray, last_seen: np.ndarray,
-                      t: float) -> list[tuple[np.ndarray, np.ndarray]]:
-        """One Lloyd step for the free surveillance robots of each domain: (rows, goals) per domain."""
+    def _update_lloyd(self, free: np.ndarray) -> None:
+        """One Lloyd step for the free surveillance robots of each domain."""
         f, w = self.fleet, self.world
         if self._lloyd_cells is None:  # each domain's cells and centres: fixed for the run
             cells = w.centres()
             self._lloyd_cells = {d: (m, cells[m]) for d in DOMAINS if (m := w.allowed[d].ravel()).any()}
-        out = []
         for di, dname in enumerate(DOMAINS):
             rows = np.flatnonzero(free & (f.domain == di))
             if len(rows) == 0 or dname not in self._lloyd_cells:
                 continue
             mask, cells = self._lloyd_cells[dname]
-            seen = last_seen[mask]
-            stale = np.where(np.isfinite(seen), t - seen, t + 60.0)
+            seen = self.last_seen[mask]
+            stale = np.where(np.isfinite(seen), self.t - seen, self.t + 60.0)
             weight = 1.0 + stale
-            out.append((rows, lloyd_goals(w, cells, weight, pos[rows])))
-        return out
+            self._lloyd_goal[rows] = lloyd_goals(w, cells, weight, f.pos[rows])
+        self._surv_cells = True
 
     def _sense(self) -> None:
         f, w = self.fleet, self.world

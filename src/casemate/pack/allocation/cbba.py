@@ -165,11 +165,11 @@ class CBBA:
         if self.m == 0:
             return
         self._travel = travel
-        dtt = self._task_distances()
         if travel is None:
+            dtt = self._task_distances()
             d_at = np.sqrt(((agent_pos[:, None, :] - self.task_pos[None, :, :]) ** 2).sum(-1))
         else:
-            d_at = travel[0]
+            d_at, dtt = travel[0], travel[1]
         act = np.flatnonzero(alive & (self.blen < L))
         for _ in range(L):
             if len(act) == 0:
@@ -177,7 +177,7 @@ class CBBA:
             A = len(act)
             empty = self.blen[act] == 0
             if not empty.any():
-                c, q_best = self._insertion_gains(act, agent_pos, speed, d_at, dtt)
+                c, q_best = self._insertion_gains(act, speed, d_at, dtt)
             else:
                 # an empty path has one slot and nothing after it: the gain is the task's own score,
                 # the same arithmetic the general case does there (t_prev 0, no delay term)
@@ -186,7 +186,7 @@ class CBBA:
                 r0 = act[empty]
                 c[empty] = self.task_value[None, :] * np.exp(-lam * (d_at[r0] / speed[r0][:, None]))
                 if not empty.all():
-                    c[~empty], q_best[~empty] = self._insertion_gains(act[~empty], agent_pos, speed, d_at, dtt)
+                    c[~empty], q_best[~empty] = self._insertion_gains(act[~empty], speed, d_at, dtt)
             # bid warping: never bid more than the previous bid in my bundle
             last = np.where(self.blen[act] > 0,
                             self.Y[act, np.maximum(self.bundle[act, np.maximum(self.blen[act] - 1, 0)], 0)], np.inf)
@@ -218,72 +218,49 @@ class CBBA:
             # an agent that added nothing would compute the same again: its own rows are all it reads
             act = ag[self.blen[ag] < L]
 
-    def _insertion_gains(self, act: np.ndarray, agent_pos: np.ndarray, speed: np.ndarray, d_at: np.ndarray,
+    def _insertion_gains(self, act: np.ndarray, speed: np.ndarray, d_at: np.ndarray,
                          dtt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Best insertion gain (A,M) of every task into each agent's path, and the slot it goes in."""
-        lam = self.cfg.discount
-        A = len(act)
-        path = self.path[act]
-        valid = path >= 0
-        if self._travel is not None:
-            return self._insertion_gains_travel(act, speed, d_at, self._travel)
-        ppos = np.where(valid[:, :, None], self.task_pos[np.maximum(path, 0)], np.nan)
-        pts = np.concatenate([agent_pos[act][:, None, :], ppos], axis=1)  # (A,L+1,2): prev for q
-        seg = np.linalg.norm(np.diff(pts, axis=1), axis=2) / speed[act][:, None]  # (A,L)
-        seg = np.where(valid, seg, 0.0)
-        arr = np.cumsum(seg, axis=1)  # arrival time at path[q]
-        contrib = np.where(valid, self.task_value[np.maximum(path, 0)] * np.exp(-lam * arr), 0.0)
-        suffix = np.concatenate([np.cumsum(contrib[:, ::-1], axis=1)[:, ::-1], np.zeros((A, 1))], axis=1)  # (A,L+1)
-        t_prev = np.concatenate([np.zeros((A, 1)), arr], axis=1)  # (A,L+1) time at prev of slot q
-        prev = np.where(np.isnan(pts), 0.0, pts)  # (A,L+1,2)
-        nxt = np.concatenate([ppos, np.full((A, 1, 2), np.nan)], axis=1)  # (A,L+1,2)
-        has_next = ~np.isnan(nxt[:, :, 0])
-        nxt0 = np.where(np.isnan(nxt), 0.0, nxt)
-        # only slots up to the longest bundle matter; distances to every task come from caches
-        Q = int(self.blen[act].max()) + 1
-        ptask = np.concatenate([np.full((A, 1), -1), path], axis=1)[:, :Q]  # predecessor task or -1
-        d_pj = dtt[np.maximum(ptask, 0)]  # (A,Q,M)
-        d_pj[:, 0, :] = d_at[act]
-        ntask = np.concatenate([path, np.full((A, 1), -1)], axis=1)[:, :Q]
-        d_jn = dtt[np.maximum(ntask, 0)]
-        d_pn = np.linalg.norm(nxt0 - prev, axis=2)[:, :Q]
-        has_next, t_prev, suffix = has_next[:, :Q], t_prev[:, :Q], suffix[:, :Q]
-        sp = speed[act][:, None, None]
-        gain = self.task_value[None, None, :] * np.exp(-lam * (t_prev[:, :, None] + d_pj / sp))
-        delay = np.where(has_next[:, :, None], (d_pj + d_jn - d_pn[:, :, None]) / sp, 0.0)
-        gain = gain + (np.exp(-lam * delay) - 1.0) * suffix[:, :, None]
-        slot_ok = np.arange(Q)[None, :] <= self.blen[act][:, None]
-        gain = np.where(slot_ok[:, :, None], gain, -np.inf)
-        q_best = np.argmax(gain, axis=1)  # (A,M)
-        c = np.take_along_axis(gain, q_best[:, None, :], axis=1)[:, 0, :]
-        return c, q_best
+        """Best insertion gain (A,M) of every task into each agent's path, and the slot it goes in.
 
-    def _insertion_gains_travel(self, act: np.ndarray, speed: np.ndarray, d_at: np.ndarray,
-                                travel: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """_insertion_gains with travel distances from tables (see build) instead of straight lines."""
+        d_at: agent -> task distances (N,M); dtt: task -> task (M,M), or with travel tables (see build)
+        one such table per agent group. (Table lookups give the very numbers the straight-line
+        arithmetic would: same expression, same rounding.)"""
         lam = self.cfg.discount
         A, L = len(act), self.cfg.bundle_size
-        _, dtt3, group = travel
-        g = group[act][:, None]
         path = self.path[act]
         valid = path >= 0
         p0 = np.maximum(path, 0)
-        legs = np.empty((A, L))  # distance from the previous stop (the agent, then path[q-1]) to path[q]
+        if self._travel is None:
+            def rows_of(idx: np.ndarray) -> np.ndarray:
+                return dtt[idx]
+
+            def pair(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+                return dtt[a, b]
+        else:
+            g = self._travel[2][act][:, None]
+
+            def rows_of(idx: np.ndarray) -> np.ndarray:
+                return dtt[g, idx]
+
+            def pair(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+                return dtt[g, a, b]
+        legs = np.empty((A, L))  # from the previous stop (the agent, then path[q-1]) to path[q]
         legs[:, 0] = d_at[act, p0[:, 0]]
         if L > 1:
-            legs[:, 1:] = dtt3[g, p0[:, :-1], p0[:, 1:]]
+            legs[:, 1:] = pair(p0[:, :-1], p0[:, 1:])
         legs = np.where(valid, legs, 0.0)
         arr = np.cumsum(legs / speed[act][:, None], axis=1)  # arrival time at path[q]
         contrib = np.where(valid, self.task_value[p0] * np.exp(-lam * arr), 0.0)
-        suffix = np.concatenate([np.cumsum(contrib[:, ::-1], axis=1)[:, ::-1], np.zeros((A, 1))], axis=1)
-        t_prev = np.concatenate([np.zeros((A, 1)), arr], axis=1)
+        suffix = np.concatenate([np.cumsum(contrib[:, ::-1], axis=1)[:, ::-1], np.zeros((A, 1))], axis=1)  # (A,L+1)
+        t_prev = np.concatenate([np.zeros((A, 1)), arr], axis=1)  # (A,L+1) time at prev of slot q
         has_next = np.concatenate([valid, np.zeros((A, 1), dtype=bool)], axis=1)
+        # only slots up to the longest bundle matter; distances to every task come from the tables
         Q = int(self.blen[act].max()) + 1
-        ptask = np.concatenate([np.full((A, 1), -1), path], axis=1)[:, :Q]
-        d_pj = dtt3[g, np.maximum(ptask, 0)]  # (A,Q,M)
+        ptask = np.concatenate([np.full((A, 1), -1), path], axis=1)[:, :Q]  # predecessor task or -1
+        d_pj = rows_of(np.maximum(ptask, 0))  # (A,Q,M)
         d_pj[:, 0, :] = d_at[act]
         ntask = np.concatenate([path, np.full((A, 1), -1)], axis=1)[:, :Q]
-        d_jn = dtt3[g, np.maximum(ntask, 0)]
+        d_jn = rows_of(np.maximum(ntask, 0))
         d_pn = np.concatenate([legs, np.zeros((A, 1))], axis=1)[:, :Q]
         has_next, t_prev, suffix = has_next[:, :Q], t_prev[:, :Q], suffix[:, :Q]
         sp = speed[act][:, None, None]
@@ -292,7 +269,7 @@ class CBBA:
         gain = gain + (np.exp(-lam * delay) - 1.0) * suffix[:, :, None]
         slot_ok = np.arange(Q)[None, :] <= self.blen[act][:, None]
         gain = np.where(slot_ok[:, :, None], gain, -np.inf)
-        q_best = np.argmax(gain, axis=1)
+        q_best = np.argmax(gain, axis=1)  # (A,M)
         c = np.take_along_axis(gain, q_best[:, None, :], axis=1)[:, 0, :]
         return c, q_best
 
