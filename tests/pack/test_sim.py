@@ -251,3 +251,34 @@ def test_travel_tables_of_straight_lines_allocate_as_straight_lines() -> None:
     a, b = runs
     assert np.array_equal(a.Z, b.Z) and np.array_equal(a.path, b.path) and np.allclose(a.Y, b.Y)
     assert (a.Z >= 0).all()
+
+
+def test_a_forked_copy_of_a_simulation_runs_on(harbour: dict) -> None:
+    """A child process forked from a simulation (vectorised RL environments do this) has no worker
+    thread of its own: it starts one and computes the same run as its parent."""
+    import multiprocessing
+
+    harbour["duration"] = 40
+    sim = Simulation(parse_scenario(harbour, "harbour.yaml"), 5)
+    sim.inline_below = 0  # the worker thread even for this small fleet
+    for _ in range(10):
+        sim.step()
+    sim.settle()
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+
+    def child() -> None:
+        for _ in range(30):
+            sim.step()
+        out.put(sim.fleet.pos.tobytes() + sim.cbba.Z.tobytes())
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    proc.join(60)
+    if proc.is_alive():
+        proc.kill()
+    assert proc.exitcode == 0, "the forked simulation hung or failed"
+    for _ in range(30):
+        sim.step()
+    assert out.get(timeout=5) == sim.fleet.pos.tobytes() + sim.cbba.Z.tobytes()
+    sim.close()

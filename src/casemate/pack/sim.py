@@ -11,6 +11,7 @@ its computer works out the next round.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -109,6 +110,7 @@ class Simulation:
         self._cbba = CBBA(n, CBBAConfig(bundle_size=sc.bundle_size))
         # the allocation round runs in a thread across two steps (see _exchange); the robots act on this
         self._worker: ThreadPoolExecutor | None = None  # the thread allocation rounds run on
+        self._worker_pid = 0
         self._round: Future | None = None
         self._near: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None  # (step, neighbour query)
         self._completed: list[tuple[int, int]] = []  # completions not yet handed to CBBA
@@ -532,8 +534,9 @@ class Simulation:
             except BaseException as e:  # surfaces in settle(), as from the thread
                 done.set_exception(e)
             return done
-        if self._worker is None:
+        if self._worker is None or self._worker_pid != os.getpid():  # a forked child has no worker thread
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pack-sim")
+            self._worker_pid = os.getpid()
         return self._worker.submit(fn, *args)
 
     @property
