@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     from casemate.workspace import Workspace
 
 BASE_KINDS = ("document", "image", "audio", "telemetry", "other")
-DERIVED_KINDS = ("detections", "transcript", "conversation", "mission", "model", "index")
+DERIVED_KINDS = (
+    "detections", "transcript", "conversation", "mission", "model", "index",
+    "annotation", "dataset", "evaluation", "finding", "change",
+)
 KINDS = BASE_KINDS + DERIVED_KINDS
 MAX_PAGE = 1000
 # Above this many readable labels a single IN query beats one sub-query per label.

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Engine,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -125,6 +126,40 @@ audit_checkpoints = Table(
     Column("signature", String(200), nullable=False),
 )
 
+# Long work (training, detection, transcription, pack runs) as jobs: state, progress, log, result.
+# `label` is the job's label (at least the least upper bound of its inputs'), in text form.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("public_id", String(32), nullable=False, unique=True),
+    Column("kind", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("submitted_by", String(64), nullable=False),
+    Column("label", String(300), nullable=False),
+    Column("executor", String(16), nullable=False),
+    Column("external_id", String(64), nullable=True),
+    Column("spec", Text, nullable=False, default="{}"),
+    Column("result", Text, nullable=True),
+    Column("log", Text, nullable=False, default=""),
+    Column("progress", Float, nullable=False, default=0.0),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    Column("started_at", String(40), nullable=True),
+    Column("ended_at", String(40), nullable=True),
+)
+Index("ix_jobs_state", jobs.c.state, jobs.c.id)
+
+# Named pointers to versions (model aliases such as "production"); every change is audited.
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("version_id", Integer, ForeignKey("versions.id"), nullable=False),
+    Column("set_by", String(64), nullable=False),
+    Column("set_at", String(40), nullable=False),
+)
+
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     cur = dbapi_conn.cursor()
@@ -213,12 +248,14 @@ def is_sqlite(engine: Engine) -> bool:
 
 
 __all__ = [
+    "aliases",
     "append_only_ddl",
     "assets",
     "audit",
     "audit_checkpoints",
     "checkpoint_wal",
     "is_sqlite",
+    "jobs",
     "labels",
     "lineage",
     "make_engine",

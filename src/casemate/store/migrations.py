@@ -21,7 +21,12 @@ def _m2_kind_index(conn: Connection) -> None:
     db.ix_versions_kind.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_kind_index]
+def _m3_jobs_aliases(conn: Connection) -> None:
+    db.jobs.create(conn, checkfirst=True)
+    db.aliases.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_kind_index, _m3_jobs_aliases]
 
 
 def current_version(conn: Connection) -> int:
