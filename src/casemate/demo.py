@@ -98,7 +98,6 @@ def run_demo(home: Path, echo=click.echo) -> None:  # type: ignore[no-untyped-de
 
         _assistant_step(ws, echo)
 
-        ws.flush()
         result = ws.audit.verify()
         echo(
             f"7. Audit log: {'intact' if result.ok else 'DAMAGED'}, {result.entries} entries, "

@@ -100,7 +100,7 @@ def transcribe_cmd(
     """
     from casemate.fileutil import write_atomic
     from casemate.speech.formats import to_srt, to_vtt
-    from casemate.speech.transcribe import speech_config, transcribe_source
+    from casemate.speech.transcribe import transcribe_source
 
     if label:
         from casemate.security.labels import parse_label
@@ -109,7 +109,7 @@ def transcribe_cmd(
     state = state_of(ctx)
     ws = state.workspace()
     user = state.user()
-    language = language or speech_config(ws).get("language") or "auto"
+    language = language or ws.config.speech.language or "auto"
     results: list[dict[str, Any]] = []
     failed = 0
     show_bar = sys.stderr.isatty() and not as_json
