@@ -167,10 +167,9 @@ def test_children_are_filtered(ws) -> None:
 
 def test_ingest_hooks_chain_their_outputs(ws, tmp_path) -> None:
     from casemate.catalog.ingest import ingest
+    from casemate.config import HooksConfig
 
     from . import hookfns
-
-    from casemate.config import HooksConfig
 
     ws.config = ws.config.model_copy(update={"hooks": HooksConfig(after_ingest=(
         "foundation.hookfns:derive", "foundation.hookfns:broken", "foundation.hookfns:record",
