@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from casemate.cli import state_of
 from casemate.errors import CasemateError, UsageError
+
+if TYPE_CHECKING:  # torch-free start-up: the speech stack loads only when a command runs
+    from casemate.security.policy import User
+    from casemate.speech.transcribe import TranscribeOutcome
+    from casemate.workspace import Workspace
 
 
 def _clock(seconds: float) -> str:
@@ -18,7 +23,7 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def _summary(out: Any) -> dict[str, Any]:
+def _summary(out: TranscribeOutcome) -> dict[str, Any]:
     r = out.result
     return {
         "audio": out.audio.to_json(),
@@ -37,8 +42,8 @@ def _summary(out: Any) -> dict[str, Any]:
 
 
 def _with_bar(
-    source: str, ws: Any, user: Any, language: str, model: str | None, label: str | None, force: bool
-) -> Any:
+    source: str, ws: Workspace, user: User, language: str, model: str | None, label: str | None, force: bool
+) -> TranscribeOutcome:
     """Transcribe with a progress bar on the terminal (long recordings take minutes)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
