@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import console_fakes  # noqa: E402
+
+PASSWORDS = {n: f"pw-{n}-correct-horse" for n in ("nina", "dora", "olga", "adam")}
+# Text, names and labels of items above the low user's clearance: none may ever reach dora's browser.
+CANARY = {"text": "CANARYTEXT5521", "name": "CANARYNAME-tempete", "det": "CANARYCLASS", "comp": "ZULU"}
+
+
+def wav_bytes(seconds: float = 4.0, rate: int = 8000) -> bytes:
+    n = int(seconds * rate)
+    frames = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(n))
+    head = b"RIFF" + struct.pack("<I", 36 + len(frames)) + b"WAVEfmt " + struct.pack(
+        "<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16) + b"data" + struct.pack("<I", len(frames))
+    return head + frames
+
+
+def png_bytes(w: int, h: int) -> bytes:
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (w, h), (40, 70, 40))
+    d = ImageDraw.Draw(im)
+    for i in range(0, w, 64):
+        d.line([(i, 0), (i, h)], fill=(60, 90, 60))
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def detections_doc(n: int, w: int, h: int, classes: list[str], seed: int = 0) -> dict[str, Any]:
+    import random
+
+    rnd = random.Random(seed)
+    feats = []
+    for i in range(n):
+        x, y = rnd.uniform(10, w - 30), rnd.uniform(10, h - 30)
+        s = rnd.uniform(6, 20)
+        ring = [[x, y], [x + s, y], [x + s, y + s / 2], [x, y + s / 2], [x, y]]
+        feats.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                      "properties": {"label": classes[i % len(classes)], "dri_level": "DRI"[i % 3],
+                                     "score": round(rnd.uniform(0.3, 1.0), 3), "centre_px": [x + s / 2, y + s / 4]}})
+    return {"type": "FeatureCollection", "features": feats,
+            "casemate": {"coordinates": "pixel", "width": w, "height": h}}
+
+
+def build(home: Path) -> dict[str, Any]:
+    from casemate.assistant.pipeline import Assistant
+    from casemate.config import HooksConfig
+    from casemate.workspace import Workspace
+
+    ws = Workspace.init(home)
+    ws.config = ws.config.model_copy(update={"hooks": HooksConfig(after_ingest=("console_fakes:after_ingest",))})
+    admin = ws.acting_user("admin")
+    ws.users.add(admin, "nina", clearance="NP", roles=["analyst"])
+    ws.users.add(admin, "dora", clearance="DR", roles=["analyst"])
+    ws.users.add(admin, "olga", clearance="S", roles=["officer", "analyst"])
+    ws.users.add(admin, "adam", clearance=f"TS//{CANARY['comp']}", roles=["admin", "analyst"])
+    for name, pw in PASSWORDS.items():
+        ws.users.set_password(admin, name, pw)
+    adam = ws.acting_user("adam")
+    ids: dict[str, str] = {}
+
+    def doc(key: str, name: str, text: str, label: str, user: Any = admin) -> None:
+        ids[key] = ws.catalog.put(user, text.encode(), name=name, kind="document", label=label, text=text).id
+
+    doc("convoi", "convoi-nord.txt", "Note logistique. Le convoi de ravitaillement en carburant part mardi du "
+        "dépôt nord à six heures, escorté par deux véhicules.", "DR")
+    doc("public", "bulletin.txt", "Bulletin public : la base organise une journée portes ouvertes.", "NP")
+    doc("secret", CANARY["name"] + ".txt", f"Opération TEMPETE {CANARY['text']} : le convoi de ravitaillement "
+        "en carburant part mardi du dépôt nord.", "S")
+    doc("zulu", "zulu-" + CANARY["name"] + ".txt", f"{CANARY['text']} convoi carburant dépôt nord compartiment.",
+        f"S//{CANARY['comp']}", adam)
+    doc("tsdoc", "ts-" + CANARY["name"] + ".txt", f"{CANARY['text']} Très Secret carburant convoi.", "TS")
+    # an image with a DR detections layer, and a Secret layer over the same image (dora must not see it)
+    w, h = 800, 600
+    img = ws.catalog.put(admin, png_bytes(w, h), name="scene-port.png", kind="image", label="DR")
+    ids["image"] = img.id
+    dets = detections_doc(300, w, h, ["vehicle", "ship", "aircraft"])
+    ids["dets"] = ws.catalog.put(admin, json.dumps(dets).encode(), name="scene-port.detections.geojson",
+                                 kind="detections", label="DR", parents=[img.id],
+                                 metadata={"format": "geojson"}).id
+    secret_dets = detections_doc(5, w, h, [CANARY["det"]], seed=1)
+    ids["secret_dets"] = ws.catalog.put(admin, json.dumps(secret_dets).encode(),
+                                        name=f"{CANARY['name']}.detections.geojson", kind="detections",
+                                        label="S", parents=[img.id], metadata={"format": "geojson"}).id
+    # a recording and its transcript (as transcribe_source stores them)
+    audio = ws.catalog.put(admin, wav_bytes(), name="radio.wav", kind="audio", label="DR",
+                           metadata={"duration": 4.0})
+    ids["audio"] = audio.id
+    segs = [{"start": 0.0, "end": 1.5, "text": "Ici Alpha, convoi en route."},
+            {"start": 2.0, "end": 3.8, "text": "Arrivée au dépôt nord prévue."}]
+    ids["transcript"] = ws.catalog.put(admin, json.dumps({"audio": audio.id, "segments": segs}).encode(),
+                                       name="radio.wav.transcript.json", kind="transcript", label="DR",
+                                       parents=[audio.id], metadata={"segments": segs, "model": "test"},
+                                       text="\n".join(s["text"] for s in segs)).id
+    assistant = Assistant(ws, embedder=console_fakes.HashEmbedder(), engine=console_fakes.CitingEngine())
+    console_fakes.ASSISTANT["a"] = assistant
+    assistant.index_all(admin)
+    assistant.index_all(adam)
+    return {"ws": ws, "ids": ids, "assistant": assistant}
+
+
+def serve(app: Any) -> tuple[Any, threading.Thread, str]:
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The server's app with the console mounted, under uvicorn on loopback."""
+    from casemate.console import mount
+    from casemate.console.settings import ConsoleSettings
+    from casemate.server.app import create_app
+
+    data = build(Path(tmp_path_factory.mktemp("console")) / "ws")
+    ws = data["ws"]
+    app = mount(create_app(ws, data["assistant"], rate_per_minute=10_000), ws, data["assistant"],
+                settings=ConsoleSettings(login_per_minute=1000))
+    server, thread, url = serve(app)
+    data["url"] = url
+    yield data
+    server.should_exit = True
+    thread.join(timeout=10)
+    ws.close()
+
+
+@pytest.fixture(scope="session")
+def shots() -> Path:
+    """Where the browser tests save their screenshots (docs/console/ when CASEMATE_SCREENSHOTS says so)."""
+    out = Path(os.environ.get("CASEMATE_SCREENSHOTS") or Path(os.environ.get("TMPDIR", "/tmp")) / "casemate-shots")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
