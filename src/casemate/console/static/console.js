@@ -88,9 +88,8 @@
   }
   function levelClass(label) { return 'level-' + LEVELS[parseLabel(label).level]; }
   function showLabel(label, display) {
-    const el = h('span', {class: 'tag ' + levelClass(label), 'data-label': label, text: display || label});
-    if (display && display !== label) el.title = label;
-    return el;
+    return h('span', {class: 'tag ' + levelClass(label), 'data-label': label,
+      text: display && display !== label ? `${display} (${label})` : label});
   }
   const DISPLAY = {fr: {NP: 'Non Protégé', DR: 'Diffusion Restreinte', S: 'Secret', TS: 'Très Secret'},
     en: {NP: 'Unclassified (NP)', DR: 'Restricted (DR)', S: 'Secret', TS: 'Top Secret'}};
@@ -393,7 +392,7 @@
   // -- upload --------------------------------------------------------------------------------------
   async function uploadView(view) {
     const files = h('input', {type: 'file', id: 'files', multiple: true});
-    const label = h('select', {id: 'upload-label', required: true}, h('option', {value: '', text: t('labelRequired')}),
+    const label = h('select', {id: 'upload-label', 'aria-required': 'true'}, h('option', {value: '', text: t('labelRequired')}),
       LEVELS.slice(0, parseLabel(me.clearance).level + 1).map((l) => h('option', {value: l, text: `${DISPLAY[lang][l]} (${l})`})));
     const extra = h('input', {id: 'upload-label-text', placeholder: 'S//ALPHA'});
     const drop = h('div', {id: 'drop', tabindex: 0}, t('drop'));
