@@ -3,7 +3,6 @@ canary walk of every page as a low-cleared user. Screenshots of each page go to 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +102,10 @@ def test_analyst_journey(console: dict[str, Any], browser: Any, shots: Path, tmp
     wait(browser, lambda d: d.find_element("tag name", "body").get_attribute("data-map") == "ready")
     assert browser.find_element("id", "det-count").text.startswith("300 / 300")
     assert banner(browser) == "DR"
-    doc = json.loads(browser.execute_script(
-        "return JSON.stringify(window.cmMap.getLayers().item(1).getSource().getFeatures().slice(0, 1)"
-        ".map(f => f.getGeometry().getInteriorPoint().getCoordinates()))"))
-    px = browser.execute_script("return window.cmMap.getPixelFromCoordinate(arguments[0])", doc[0][:2])
+    # the centre of detection 0, in map coordinates (y up), to screen pixels
+    px = browser.execute_script("""const d = window.cmDetections, r = d.rings;
+        const x = (r[0] + r[4]) / 2, y = d.H - (r[1] + r[5]) / 2;
+        return window.cmMap.getPixelFromCoordinate([x, y]);""")
     from selenium.webdriver.common.action_chains import ActionChains
 
     mapel = browser.find_element("id", "map")

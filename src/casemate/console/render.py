@@ -152,3 +152,30 @@ def compact(feats: list[dict[str, Any]]) -> dict[str, Any]:
         lvl.append(levels.index(d) if d in levels else -1)
         score.append(round(float(p.get("score") or 0.0), 3))
     return {"classes": list(classes), "levels": levels, "rings": rings, "cls": cls, "lvl": lvl, "score": score}
+
+
+_layers: OrderedDict[tuple[str, tuple[int, int] | None], tuple[list[dict[str, Any]], dict[str, Any]]] = OrderedDict()
+
+
+def layer_of(path: Path, sha256: str, size: tuple[int, int] | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(pixel features, compact arrays) of a stored detections file, cached by content (the caller
+    has read it through the catalog: the cache never decides who may see it)."""
+    import json
+
+    key = (sha256, size)
+    with _lock:
+        hit = _layers.get(key)
+        if hit is not None:
+            _layers.move_to_end(key)
+            return hit
+    try:
+        doc = json.loads(path.read_bytes())
+    except ValueError as exc:
+        raise UsageError(f"this detections file is not valid GeoJSON ({exc})") from None
+    feats = pixel_features(doc, size)
+    out = (feats, compact(feats))
+    with _lock:
+        _layers[key] = out
+        while len(_layers) > 4:
+            _layers.popitem(last=False)
+    return out
