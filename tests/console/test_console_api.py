@@ -164,7 +164,11 @@ def test_transcript_segments_and_a_transcription_job(console: dict[str, Any]) ->
     assert tr["transcript"]["id"] == ids["transcript"] and tr["segments"][1]["start"] == 2.0
     assert c.post(f"/items/{ids['convoi']}/transcribe", json={}).status_code == 400
     # a job runs apart from the request; without a speech model it fails with the model's own message
-    job = c.post(f"/items/{ids['audio']}/transcribe", json={}).json()["job"]
+    from conftest import wav_bytes
+
+    ws = console["ws"]
+    own = ws.catalog.put(ws.acting_user("dora"), wav_bytes(1.0), name="job.wav", kind="audio", label="DR")
+    job = c.post(f"/items/{own.id}/transcribe", json={}).json()["job"]
     for _ in range(100):
         job = c.get(f"/jobs/{job['id']}").json()["job"]
         if job["state"] in ("done", "failed"):
@@ -182,3 +186,14 @@ def test_ask_streams_meta_deltas_done(console: dict[str, Any], name: str) -> Non
         body = "".join(r.iter_text())
     assert '"type": "meta"' in body and '"type": "done"' in body and "[1]" in body
     assert CANARY["text"] not in body and CANARY["name"] not in body
+
+
+def test_openapi_offline_and_the_server_still_behind(console: dict[str, Any]) -> None:
+    schema = httpx.get(console["url"] + "/console/openapi.json").json()
+    assert "/console/api/items/{vid}/detections" in schema["paths"] and "/console/api/upload" in schema["paths"]
+    assert httpx.get(console["url"] + "/api/health").json() == {"status": "ok"}  # the server's own route
+    page = httpx.get(console["url"] + "/console/")
+    assert page.status_code == 200 and "<script src=\"/console/static/console.js\"" in page.text
+    assert "<style" not in page.text and " style=" not in page.text and "<script>" not in page.text
+    assert httpx.get(console["url"] + "/console/static/vendor/ol.js").status_code == 200
+    assert httpx.get(console["url"] + "/console/static/../app.py").status_code == 404
