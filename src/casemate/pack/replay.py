@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from casemate.fileutil import write_atomic
 from casemate.pack.sim import RunResult
@@ -36,15 +35,3 @@ def write_outputs(result: RunResult, out_dir: Path) -> dict[str, Path]:
     write_atomic(paths["replay"], replay_lines(result))
     write_atomic(paths["html"], replay_html(result))
     return paths
-
-
-def read_replay(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    header: dict[str, Any] = {}
-    frames = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
-        if rec.pop("type") == "header":
-            header = rec
-        else:
-            frames.append(rec)
-    return header, frames
