@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from casemate.pack.approvals import GATE_NAMES, target_ids
 from casemate.pack.avoidance import (
     avoidance_reach,
     min_separation,
@@ -20,6 +21,9 @@ class RunResult:
     metrics: dict[str, Any]
     frames: list[dict[str, Any]] = field(default_factory=list)
     header: dict[str, Any] = field(default_factory=dict)
+    sightings: dict[int, dict[str, Any]] = field(default_factory=dict)  # target -> best sighting
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # per task: target id, gate, done at
+    decisions: list[dict[str, Any]] = field(default_factory=list)  # gates as they changed
 
 
 class Metrics:
@@ -53,6 +57,31 @@ class Metrics:
         self.visits += int((good & ~was & tgt[np.maximum(cells, 0)]).sum())
         self._prev_cell[rows, 0], self._prev_cell[rows, 1] = iy, ix
         self._prev_has[rows] = has
+
+    def _note_sightings(self, robot: np.ndarray, target: np.ndarray, level: np.ndarray, dist: np.ndarray) -> None:
+        """Keep, per target, the first sighting at its best level: who, when, where, at what range and GSD."""
+        better = np.flatnonzero(level > self.sight_level[target])
+        f = self.fleet
+        for i in better:
+            t, lv = int(target[i]), int(level[i])
+            if lv <= self.sight_level[t]:
+                continue
+            r = int(robot[i])
+            self.sight_level[t] = lv
+            rng = float(dist[i])
+            self.sightings[t] = {"level": LEVELS[lv], "robot": r, "robot_type": f.types[int(f.type_id[r])].name,
+                                 "t": round(self.t, 2), "robot_xy": [round(float(v), 1) for v in f.pos[r]],
+                                 "target_xy": [round(float(v), 1) for v in self.target_pos[t]],
+                                 "range_m": round(rng, 1), "gsd_m": round(rng * float(f.param("ifov")[r]), 4),
+                                 "sensor_range_m": float(f.param("sensor_range")[r])}
+
+    def task_report(self) -> list[dict[str, Any]]:
+        ids = target_ids(self.sc)
+        return [{"task": ids[t] if t < len(ids) else str(t), "target": int(t), "level": LEVELS[int(lv)],
+                 "gate": GATE_NAMES[int(g)], "done_at": None if np.isnan(at) else round(float(at), 2),
+                 "executions": int(ex)}
+                for t, lv, g, at, ex in zip(self.task_target, self.task_level, self.task_gate, self.task_done_at,
+                                            self.executions, strict=True)]
 
     def coverage(self) -> float:
         tgt = self.cover_target.ravel()

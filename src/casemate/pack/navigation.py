@@ -63,7 +63,7 @@ class Navigation:
         n = len(f)
         goal = np.full((n, 2), np.nan)
         # tasks first
-        head = self._view.committed() if self._cbba.m else np.full(n, -1)
+        head = self._heads() if self._cbba.m else np.full(n, -1)
         has_task = (head >= 0) & f.alive
         if has_task.any():
             r = np.flatnonzero(has_task)

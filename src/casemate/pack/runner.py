@@ -90,6 +90,9 @@ class AllocationRunner:
         for agent, task in self._completed:
             self._cbba.complete(agent, task)
         self._completed.clear()
+        for task in self._withdrawn:
+            self._cbba.withdraw(task)
+        self._withdrawn.clear()
 
     def close(self) -> None:
         """Finish the allocation round in progress and stop the worker thread (stepping again restarts it)."""

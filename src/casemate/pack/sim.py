@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from casemate.pack.allocation.cbba import CBBA, CBBAConfig
+from casemate.pack.approvals import Decision, target_ids
 from casemate.pack.avoidance import (
     AvoidanceConfig,
     avoidance_reach,
@@ -45,7 +46,8 @@ __all__ = ["SEARCH", "SURVEIL", "TASKS", "AllocView", "RunResult", "Simulation",
 class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
     """One world, one fleet, one seed."""
 
-    def __init__(self, sc: Scenario, seed: int = 0, *, record_every: int | None = None, track_redundancy: bool | None = None) -> None:
+    def __init__(self, sc: Scenario, seed: int = 0, *, record_every: int | None = None, track_redundancy: bool | None = None,
+                 decisions: Sequence[Decision] = ()) -> None:
         self.sc = sc
         self.seed = seed
         ss = np.random.SeedSequence(seed)
@@ -87,6 +89,16 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
         self.task_need = np.zeros((n, 0))  # range each robot must reach
         self.executions = np.zeros(0, dtype=np.int64)
         self.task_done_at = np.zeros(0)
+        # an officer in the loop (approvals.py): each task's gate, its rule, when it started waiting
+        self.task_gate = np.zeros(0, dtype=np.int64)
+        self.task_rule = np.zeros(0, dtype=np.int64)
+        self.task_since = np.zeros(0)
+        self._ids = {tid: i for i, tid in enumerate(target_ids(sc))}
+        self._decisions = sorted(decisions, key=lambda d: d.at)
+        self._withdrawn: list[int] = []  # withdrawn tasks not yet handed to CBBA
+        self.decision_log: list[dict[str, Any]] = []
+        self.sight_level = np.full(len(sc.targets), -1, dtype=np.int64)
+        self.sightings: dict[int, dict[str, Any]] = {}  # target -> its best sighting (findings)
         if sc.objectives["visit"]:
             vis = [i for i, t in enumerate(sc.targets) if t.visit]
             if vis:
@@ -202,6 +214,8 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
             self.target_vel[~inside] *= -1
             self._task_pos_moved = True  # CBBA takes the new positions when its next round starts
             self._goals_moved = True  # the robots take the new goals at the next exchange
+        if self._decisions or self._gated:
+            self._gates_now()
         # comms + allocation (the allocation round runs beside the motion below, see _exchange)
         if self.step_no % self.comm_every == 0:
             self._exchange()
@@ -290,6 +304,7 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
             det = sense(f.pos, f.alive, f.param("sensor_range"), f.param("ifov"), f.param("p_detect"), self.target_pos,
                         self.target_size, self.rng_sense)
             if len(det.target):
+                self._note_sightings(det.robot, det.target, det.level, det.distance)
                 best = np.full(len(self.target_pos), -1)
                 np.maximum.at(best, det.target, det.level)
                 for lv in range(3):
@@ -304,7 +319,8 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
                 self.step()
                 if progress is not None:
                     progress(1)
-            return RunResult(self.metrics(), self.frames, self.header())
+            return RunResult(self.metrics(), self.frames, self.header(), dict(self.sightings), self.task_report(),
+                             list(self.decision_log))
         finally:
             self.close()
 

@@ -10,6 +10,18 @@ from typing import Any
 import numpy as np
 
 from casemate.pack.allocation.cbba import CBBA
+from casemate.pack.approvals import (
+    ACTIONABLE,
+    APPROVED,
+    DROPPED,
+    FREE,
+    GATE_NAMES,
+    REJECTED,
+    WAITING,
+    Decision,
+    rule_for,
+    target_ids,
+)
 from casemate.pack.robots import TASKS
 from casemate.pack.sensing import LEVELS, PIXELS
 from casemate.pack.world import DOMAINS
@@ -30,8 +42,16 @@ class AllocView:
         self.done = cb.done.copy()
         self._head: np.ndarray | None = None
 
-    def committed(self) -> np.ndarray:
-        """(N,) the task each robot acts on (as CBBA.committed() on the state this view holds), or -1."""
+    def committed(self, allowed: np.ndarray | None = None) -> np.ndarray:
+        """(N,) the task each robot acts on (as CBBA.committed() on the state this view holds), or -1.
+
+        With `allowed` (per task), a robot skips the tasks of its path that may not be acted on yet
+        (waiting for an officer) and works on the first one that may."""
+        if allowed is not None:
+            p = self.path
+            good = (p >= 0) & allowed[np.maximum(p, 0)] & (self.round - self.claimed >= self.commit)
+            first = good.argmax(axis=1)
+            return np.where(good.any(axis=1), p[np.arange(len(p)), first], -1)
         if self._head is None:
             head = self.path[:, 0]
             ok = (head >= 0) & (self.round - self.claimed[:, 0] >= self.commit)
@@ -44,6 +64,17 @@ class AllocView:
         k = int(keep.sum())
         self.path[agent, :k], self.path[agent, k:] = self.path[agent, keep], -1
         self.claimed[agent, :k], self.claimed[agent, k:] = self.claimed[agent, keep], 0
+        self._head = None
+
+    def withdraw(self, task: int) -> None:
+        """Nobody is to act on the task (rejected, or dropped on timeout)."""
+        self.done[:, task] = True
+        rows = np.flatnonzero((self.path == task).any(axis=1))
+        for agent in rows:
+            keep = self.path[agent] != task
+            k = int(keep.sum())
+            self.path[agent, :k], self.path[agent, k:] = self.path[agent, keep], -1
+            self.claimed[agent, :k], self.claimed[agent, k:] = self.claimed[agent, keep], 0
         self._head = None
 
 
@@ -86,6 +117,55 @@ class TaskBook:
         self.task_need = np.concatenate([self.task_need, need], axis=1)
         self.executions = np.r_[self.executions, np.zeros(k, dtype=np.int64)]
         self.task_done_at = np.r_[self.task_done_at, np.full(k, np.nan)]
+        rules = np.array([self._rule_of(int(t), lv) for t, lv in zip(targets, levels, strict=True)], dtype=np.int64)
+        self.task_rule = np.r_[self.task_rule, rules]
+        self.task_gate = np.r_[self.task_gate, np.where(rules >= 0, WAITING, FREE)]
+        self.task_since = np.r_[self.task_since, np.full(k, self.t)]
+
+    def _heads(self) -> np.ndarray:
+        """(N,) the task each robot works on now: the head of its path, or with tasks waiting for an
+        officer, the first task of its path it may act on."""
+        if not self._gated:
+            return self._view.committed()
+        return self._view.committed(ACTIONABLE[self.task_gate])
+
+    @property
+    def _gated(self) -> bool:
+        return bool(len(self.task_gate)) and bool((self.task_gate == WAITING).any())
+
+    def _rule_of(self, target: int, level: int) -> int:
+        if target >= len(self.sc.targets) or not self.sc.approvals:
+            return -1
+        k = rule_for(self.sc, target, self.sc.targets[target], self.target_pos[target], level)
+        return -1 if k is None else k
+
+    def _gates_now(self) -> None:
+        """Apply the decisions that have reached the pack by now, then the timeout rules."""
+        while self._decisions and self._decisions[0].at <= self.t:
+            self.decide(self._decisions.pop(0))
+        waiting = np.flatnonzero(self.task_gate == WAITING)
+        for j in waiting:
+            rule = self.sc.approvals[int(self.task_rule[j])]
+            if rule.timeout is not None and self.t - self.task_since[j] >= rule.timeout and rule.on_timeout == "drop":
+                self._set_gate(int(j), DROPPED, {"by": "timeout", "reason": f"no decision within {rule.timeout:g} s"})
+
+    def decide(self, d: Decision) -> None:
+        """An officer's decision on a marked task, now: approve lets robots act on it; reject withdraws
+        it from the allocation (whoever held it is free)."""
+        target = self._ids.get(d.task)
+        rows = np.flatnonzero(self.task_target == target) if target is not None else np.zeros(0, dtype=np.int64)
+        for j in rows:
+            if self.task_gate[j] == WAITING:
+                self._set_gate(int(j), APPROVED if d.decision == "approve" else REJECTED, {"by": d.by, "reason": d.reason})
+
+    def _set_gate(self, j: int, gate: int, why: dict[str, Any]) -> None:
+        self.task_gate[j] = gate
+        tgt = int(self.task_target[j])
+        self.decision_log.append({"t": round(self.t, 3), "task": target_ids(self.sc)[tgt] if tgt < len(self.sc.targets) else str(tgt),
+                                  "gate": GATE_NAMES[gate], **why})
+        if gate in (REJECTED, DROPPED):
+            self._view.withdraw(j)
+            self._withdrawn.append(j)
 
     def _move_goals(self) -> None:
         """Task goals follow moving targets: the target itself where a domain may be, else the nearest
@@ -128,13 +208,13 @@ class TaskBook:
         if self._cbba.m == 0:
             return
         f = self.fleet
-        head = view.committed()
+        head = self._heads()
         r = np.flatnonzero((head >= 0) & f.alive)
         if len(r) == 0:
             return
         j = head[r]
         d = np.linalg.norm(f.pos[r] - self.target_pos[self.task_target[j]], axis=1)
-        done = d <= self.task_need[r, j] / 0.9
+        done = (d <= self.task_need[r, j] / 0.9) & ACTIONABLE[self.task_gate[j]]  # a marked task waits for approval
         for ri, jj in zip(r[done], j[done], strict=True):
             if self.executions[jj] > 0 and not (view.done[:, jj] & f.alive).any():
                 # everyone who knew it was done is lost: its result went with them, so doing it
@@ -149,6 +229,7 @@ class TaskBook:
             lv = self.task_level[jj]
             first = self.target_first[tgt, : lv + 1]
             first[np.isnan(first)] = self.t
+            self._note_sightings(np.array([ri]), np.array([tgt]), np.array([lv]), d[r == ri][:1])
             view.complete(int(ri), int(jj))
             self._completed.append((int(ri), int(jj)))
 
