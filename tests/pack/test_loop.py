@@ -230,3 +230,32 @@ def test_approve_reject_through_the_service_audited(ws, tmp_path: Path) -> None:
     second = service.run_scenario(ws, admin, mid, out_dir=tmp_path / "b")
     assert _task(second.result, "d0")["gate"] == "rejected" and _task(second.result, "d0")["executions"] == 0
     assert ws.audit.verify().ok
+
+
+def test_cli_plan_approve_run(ws, tmp_path: Path, home: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    det = _detections(ws, "DR")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- {class: tank, timeout: 600, on_timeout: wait}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "casemate.cli", "--home", str(home), *args], capture_output=True,
+                              text=True, env=env, cwd=tmp_path, timeout=300)
+
+    res = cli("--as", "admin", "pack", "plan", "--from-detections", det, "--robots", "quadcopter:2", "--rules", str(rules),
+              "--duration", "200", "--json")
+    assert res.returncode == 0, res.stderr
+    mid = json.loads(res.stdout)["mission"]["id"]
+    res = cli("--as", "olga", "pack", "approve", mid, "d0")
+    assert res.returncode == 2 and "--reason" in res.stderr
+    res = cli("--as", "olga", "pack", "approve", mid, "d0", "--reason", "confirmed hostile")
+    assert res.returncode == 0 and "approved task d0" in res.stdout, res.stderr
+    res = cli("--as", "admin", "pack", "tasks", mid)
+    assert "approved by olga: confirmed hostile" in res.stdout
+    res = cli("--as", "admin", "pack", "run", mid, "--out", str(tmp_path / "r"), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "finding" in res.stdout and "detections updated" in res.stdout

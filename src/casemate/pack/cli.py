@@ -143,7 +143,8 @@ def tasks_cmd(ctx: click.Context, mission: str, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=1))
         return
     for r in rows:
-        state = f"{r['decision']}d by {r['by']}: {r['reason']}".replace("ed", "d", 0) if r["decision"] else ("awaiting approval" if r["marked"] else "")
+        past = {"approve": "approved", "reject": "rejected"}
+        state = f"{past[r['decision']]} by {r['by']}: {r['reason']}" if r["decision"] else ("awaiting approval" if r["marked"] else "")
         click.echo(f"{r['task']:6s} {r['class'] or '-':16s} {r['level']}  {state}")
 
 
@@ -152,7 +153,8 @@ def _decide(ctx: click.Context, mission: str, task: str, reason: str, decision: 
 
     ws, user = _ws_user(ctx, f"pack {decision}")
     v = decide(ws, user, mission, task, decision, reason)
-    click.echo(f"{decision}d task {task} of mission {mission} ({v.id}), reason audited")
+    past = {"approve": "approved", "reject": "rejected"}[decision]
+    click.echo(f"{past} task {task} of mission {mission} ({v.id}), reason audited")
 
 
 @pack_group.command("approve")
