@@ -171,3 +171,30 @@ def test_tasks_upload_to_an_autopilot_and_positions_feed_back() -> None:
         th.join(2)
         link.close()
         ap.close()
+
+
+def test_batch_encoder_writes_what_pymavlink_writes() -> None:
+    rng = np.random.default_rng(0)
+    k = 64
+    sysid = rng.integers(1, 255, k)
+    seq = rng.integers(0, 256, k)
+    lat = rng.integers(-900_000_000, 900_000_000, k)
+    lon = rng.integers(-1_800_000_000, 1_800_000_000, k)
+    alt = rng.integers(0, 3, k) * rng.integers(0, 200_000, k)  # zeros too: MAVLink 2 truncates trailing zeros
+    hdg = rng.integers(0, 36000, k) * (rng.random(k) < 0.5)
+    vx, vy = rng.integers(-3000, 3000, k), rng.integers(-3000, 3000, k)
+    got = mb.encode_batch(mb.mav.MAVLink_global_position_int_message, sysid, 1, seq,
+                          {"time_boot_ms": 123456, "lat": lat, "lon": lon, "alt": alt, "relative_alt": alt,
+                           "vx": vx, "vy": vy, "vz": 0, "hdg": hdg}).tobytes()
+    want = b""
+    for r in range(k):
+        enc = mb.mav.MAVLink(None, srcSystem=int(sysid[r]), srcComponent=1)
+        enc.seq = int(seq[r])
+        want += mb.mav.MAVLink_global_position_int_message(123456, int(lat[r]), int(lon[r]), int(alt[r]), int(alt[r]),
+                                                           int(vx[r]), int(vy[r]), 0, int(hdg[r])).pack(enc)
+    assert got == want
+    hb = mb.encode_batch(mb.mav.MAVLink_heartbeat_message, sysid[:3], 1, seq[:3],
+                         {"type": 2, "autopilot": 0, "base_mode": 0, "custom_mode": 0, "system_status": 0,
+                          "mavlink_version": 0}).tobytes()
+    parsed = mb.mav.MAVLink(None).parse_buffer(hb)
+    assert [m.get_srcSystem() for m in parsed] == list(sysid[:3]) and all(m.get_type() == "HEARTBEAT" for m in parsed)
