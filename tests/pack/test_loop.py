@@ -232,6 +232,7 @@ def test_approve_reject_through_the_service_audited(ws, tmp_path: Path) -> None:
     assert ws.audit.verify().ok
 
 
+@pytest.mark.slow  # five CLI processes
 def test_cli_plan_approve_run(ws, tmp_path: Path, home: Path) -> None:
     import os
     import subprocess
@@ -247,7 +248,7 @@ def test_cli_plan_approve_run(ws, tmp_path: Path, home: Path) -> None:
                               text=True, env=env, cwd=tmp_path, timeout=300)
 
     res = cli("--as", "admin", "pack", "plan", "--from-detections", det, "--robots", "quadcopter:2", "--rules", str(rules),
-              "--duration", "200", "--json")
+              "--duration", "120", "--json")
     assert res.returncode == 0, res.stderr
     mid = json.loads(res.stdout)["mission"]["id"]
     res = cli("--as", "olga", "pack", "approve", mid, "d0")

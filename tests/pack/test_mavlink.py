@@ -198,3 +198,32 @@ def test_batch_encoder_writes_what_pymavlink_writes() -> None:
                           "mavlink_version": 0}).tobytes()
     parsed = mb.mav.MAVLink(None).parse_buffer(hb)
     assert [m.get_srcSystem() for m in parsed] == list(sysid[:3]) and all(m.get_type() == "HEARTBEAT" for m in parsed)
+
+
+def test_geographic_scenario_zones_from_geojson_become_the_fence(tmp_path) -> None:
+    import json
+
+    lon0, lat0 = -4.50, 48.38
+    box = [[lon0 + 0.005, lat0 + 0.005], [lon0 + 0.007, lat0 + 0.005], [lon0 + 0.007, lat0 + 0.007],
+           [lon0 + 0.005, lat0 + 0.007], [lon0 + 0.005, lat0 + 0.005]]
+    (tmp_path / "nogo.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [box]}}]}))
+    (tmp_path / "bad.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    scen = {
+        "area": {"crs": "lonlat", "polygon": [[lon0, lat0], [lon0 + 0.02, lat0], [lon0 + 0.02, lat0 + 0.02], [lon0, lat0 + 0.02]]},
+        "zones": [{"geojson": "nogo.geojson", "as": "no_go"}],
+        "robots": [{"type": "quadcopter", "count": 1, "start": [lon0 + 0.001, lat0 + 0.001]}],
+        "duration": 5,
+    }
+    sc = parse_scenario(scen, "geo.yaml", tmp_path)
+    assert sc.world.nogo.any() and len(sc.nogo_polygons) == 1
+    sim = Simulation(sc, 0)
+    fence = mb.fence_items(sim, mb.Geo(sim))
+    got = [[round(i.lon, 6), round(i.lat, 6)] for i in fence]
+    assert got == [[round(x, 6), round(y, 6)] for x, y in box[:-1]]
+    scen["zones"] = [{"geojson": "bad.geojson", "as": "no_go"}]
+    with pytest.raises(UsageError, match=r"zones\[0\].geojson"):
+        parse_scenario(scen, "geo.yaml", tmp_path)
+    scen["zones"] = [{"geojson": "nogo.geojson", "as": "lava"}]
+    with pytest.raises(UsageError, match=r"zones\[0\].as: must be one of"):
+        parse_scenario(scen, "geo.yaml", tmp_path)

@@ -112,14 +112,9 @@ def task_items(sim: Simulation, robot: int, geo: Geo) -> list[Item]:
 
 def fence_items(sim: Simulation, geo: Geo) -> list[Item]:
     """The no-go zones as exclusion polygons (param1: the polygon's vertex count)."""
-    raw = sim.sc.raw.get("no_go") or []
-    lonlat_area = (sim.sc.raw.get("area") or {}).get("crs") == "lonlat"
     items = []
-    for poly in raw:
-        pts = np.asarray(poly, dtype=np.float64)
-        if len(pts) > 3 and np.allclose(pts[0], pts[-1]):
-            pts = pts[:-1]
-        ll = pts if lonlat_area else geo.lonlat(pts)
+    for poly in sim.sc.nogo_polygons:  # local metres, whether they came from the file or a GeoJSON
+        ll = geo.lonlat(poly)
         for lon, lat in ll:
             items.append(Item(mav.MAV_CMD_NAV_FENCE_POLYGON_VERTEX_EXCLUSION, float(lat), float(lon), 0.0,
                               (float(len(ll)), 0.0, 0.0, 0.0), mav.MAV_FRAME_GLOBAL_INT))

@@ -67,6 +67,7 @@ class Scenario:
     approvals: list[ApprovalRule] = field(default_factory=list)
     approval_zones: list[np.ndarray | None] = field(default_factory=list)  # each rule's zone, projected
     lonlat_origin: tuple[float, float] | None = None  # (lon, lat) of the local frame's origin, for lonlat areas
+    nogo_polygons: list[np.ndarray] = field(default_factory=list)  # in local metres (MAVLink fences)
 
     def to_lonlat(self, xy: Any) -> tuple[float, float]:
         """Local metres back to WGS84 lon/lat (the inverse of the area's projection)."""
@@ -145,7 +146,7 @@ def parse_scenario(data: Any, source: str = "<memory>", base_dir: Path | None = 
     """Validate a scenario mapping and build its world; raises UsageError naming the bad field."""
     ctx = _Ctx(source)
     spec = validate_file(data, source)  # the whole file's shape, once, before anything is built
-    d = _keys(ctx, "", data, {"name", "label", "description", "area", "terrain", "no_go", "robot_types", "robots",
+    d = _keys(ctx, "", data, {"name", "label", "description", "area", "terrain", "no_go", "zones", "robot_types", "robots",
                               "targets", "comms", "failures", "objectives", "duration", "dt", "avoidance", "allocation"})
     name = str(d.get("name") or Path(source).stem)
     label = str(d.get("label", "NP"))
@@ -173,10 +174,14 @@ def parse_scenario(data: Any, source: str = "<memory>", base_dir: Path | None = 
     default = terr.get("default", "land")
     if default not in ("land", "water"):
         raise ctx.fail("terrain.default", f"must be 'land' or 'water', got {default!r}")
-    world = World.build(area, cell=cell, default=default, land=_polys(ctx, "terrain.land", terr.get("land"), proj),
-                        water=_polys(ctx, "terrain.water", terr.get("water"), proj),
-                        obstacles=_polys(ctx, "terrain.obstacles", terr.get("obstacles"), proj),
-                        nogo=_polys(ctx, "no_go", d.get("no_go"), proj))
+    zones = {"land": _polys(ctx, "terrain.land", terr.get("land"), proj),
+             "water": _polys(ctx, "terrain.water", terr.get("water"), proj),
+             "obstacles": _polys(ctx, "terrain.obstacles", terr.get("obstacles"), proj),
+             "no_go": _polys(ctx, "no_go", d.get("no_go"), proj)}
+    for i, z in enumerate(spec.zones or []):
+        zones[z.as_].extend(_geojson_polygons(ctx, f"zones[{i}].geojson", z.geojson, base_dir, proj))
+    world = World.build(area, cell=cell, default=default, land=zones["land"], water=zones["water"],
+                        obstacles=zones["obstacles"], nogo=zones["no_go"])
 
     types = dict(BUILTIN_TYPES)
     rt = d.get("robot_types") or {}
@@ -327,9 +332,11 @@ def parse_scenario(data: Any, source: str = "<memory>", base_dir: Path | None = 
     duration = _num(ctx, "duration", d.get("duration", 600), positive=True)
     dt = _num(ctx, "dt", d.get("dt", 0.5), positive=True)
     rules = list(spec.approvals or [])
-    zones = [None if r.zone is None else _polygon(ctx, f"approvals[{i}].zone", r.zone, proj) for i, r in enumerate(rules)]
+    approval_zones = [None if r.zone is None else _polygon(ctx, f"approvals[{i}].zone", r.zone, proj)
+                      for i, r in enumerate(rules)]
     return Scenario(name, label, str(d.get("description", "")), world, types, groups, targets, comms, failures, avoidance,
-                    objectives, duration, dt, bundle, source, d, rules, zones, getattr(proj, "origin", None))
+                    objectives, duration, dt, bundle, source, d, rules, approval_zones, getattr(proj, "origin", None),
+                    zones["no_go"])
 
 
 def _projection(ctx: _Ctx, crs: str, poly: Any) -> Any:
@@ -348,6 +355,29 @@ def _projection(ctx: _Ctx, crs: str, poly: Any) -> Any:
 
     proj.origin = (float(lon0), float(lat0))  # type: ignore[attr-defined]
     return proj
+
+
+def _geojson_polygons(ctx: _Ctx, p: str, ref: str, base_dir: Path | None, proj: Any) -> list[np.ndarray]:
+    """The exterior rings of a GeoJSON file's Polygons and MultiPolygons (lon/lat for lonlat areas, as
+    RFC 7946 says; the area's own metres for local ones), projected like the area."""
+    path = Path(ref)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    try:
+        gj = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ctx.fail(p, f"cannot read {path}: {exc}") from None
+    feats = gj.get("features", []) if isinstance(gj, dict) and gj.get("type") == "FeatureCollection" else [gj]
+    out = []
+    for k, f in enumerate(feats):
+        geom = (f or {}).get("geometry", f) or {}
+        rings = ([geom.get("coordinates", [[]])[0]] if geom.get("type") == "Polygon" else
+                 [poly[0] for poly in geom.get("coordinates", [])] if geom.get("type") == "MultiPolygon" else [])
+        for r, ring in enumerate(rings):
+            out.append(_polygon(ctx, f"{p}: features[{k}] ring {r}", [list(pt)[:2] for pt in ring], proj))
+    if not out:
+        raise ctx.fail(p, f"{path} holds no Polygon or MultiPolygon")
+    return out
 
 
 def _geojson_targets(ctx: _Ctx, p: str, t: dict[str, Any], base_dir: Path | None, proj: Any, area: np.ndarray) -> list[Target]:

@@ -145,6 +145,13 @@ class ApprovalRule(_Spec):
     on_timeout: Literal["drop", "wait"] = "wait"
 
 
+class ZoneFile(_Spec):
+    """Polygons from a GeoJSON file (e.g. a land mask or no-go zones drawn in a GIS), used as one kind of zone."""
+
+    geojson: str
+    as_: Literal["land", "water", "obstacles", "no_go"] = Field(alias="as")
+
+
 class ScenarioFile(_Spec):
     name: str | None = None
     label: str = "NP"
@@ -152,6 +159,7 @@ class ScenarioFile(_Spec):
     area: AreaSpec
     terrain: TerrainSpec | None = None
     no_go: list[Polygon] | None = None
+    zones: list[ZoneFile] | None = None
     robot_types: dict[str, RobotTypeSpec] | None = None
     robots: Annotated[list[RobotGroupSpec], Field(min_length=1)]
     targets: list[TargetSpec] | None = None

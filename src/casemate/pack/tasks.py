@@ -191,6 +191,7 @@ class TaskBook:
         self.target_vel = np.vstack([self.target_vel, np.zeros((1, 2))])
         self.target_size = np.r_[self.target_size, ev.size]
         self.target_best = np.r_[self.target_best, -1]
+        self.sight_level = np.r_[self.sight_level, -1]
         self.target_first = np.vstack([self.target_first, np.full((1, 3), np.nan)])
         self._extra_level = {**self._extra_level, tid: LEVELS.index(ev.level)}
         self._extra_value = {**self._extra_value, tid: ev.value}
