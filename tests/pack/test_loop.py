@@ -260,3 +260,27 @@ def test_cli_plan_approve_run(ws, tmp_path: Path, home: Path) -> None:
     res = cli("--as", "admin", "pack", "run", mid, "--out", str(tmp_path / "r"), "--quiet")
     assert res.returncode == 0, res.stderr
     assert "finding" in res.stdout and "detections updated" in res.stdout
+
+
+def test_replay_draws_the_image_the_mission_came_from(ws, tmp_path: Path) -> None:
+    import rasterio
+    from rasterio.transform import from_bounds
+
+    admin = ws.acting_user("admin")
+    tif = tmp_path / "scene.tif"
+    w, s, e, n = -4.4960, 48.3840, -4.4920, 48.3870
+    with rasterio.open(tif, "w", driver="GTiff", width=64, height=48, count=3, dtype="uint8", crs="EPSG:4326",
+                       transform=from_bounds(w, s, e, n, 64, 48)) as ds:
+        ds.write(np.random.default_rng(0).integers(0, 255, (3, 48, 64), dtype=np.uint8))
+    image = ws.catalog.put(admin, tif, name="scene.tif", kind="image", label="DR")
+    det = ws.catalog.put(admin, json.dumps(DETECTIONS).encode(), name="scene.detections.geojson", kind="detections",
+                         label="DR", parents=[image.id])
+    plan = service.plan_from_detections(ws, admin, det.id, level="R", robots="quadcopter:1", duration=5)
+    out = service.run_scenario(ws, admin, plan.mission.id, out_dir=tmp_path / "run")
+    html = out.paths["html"].read_text()
+    assert '"png":"data:image/png;base64,' in html
+    raster = json.loads(html.split("const DATA = ", 1)[1].split(";\n", 1)[0])["header"]["raster"]
+    x0, y0, x1, y1 = raster["extent"]
+    assert (x0, y0) == pytest.approx(out.scenario.from_lonlat((w, s)), abs=0.5)
+    assert (x1, y1) == pytest.approx(out.scenario.from_lonlat((e, n)), abs=0.5)
+    assert '"raster"' not in out.paths["replay"].read_text()  # the JSON lines stay lean

@@ -69,6 +69,14 @@ class Scenario:
     lonlat_origin: tuple[float, float] | None = None  # (lon, lat) of the local frame's origin, for lonlat areas
     nogo_polygons: list[np.ndarray] = field(default_factory=list)  # in local metres (MAVLink fences)
 
+    def from_lonlat(self, lonlat: Any) -> tuple[float, float]:
+        """WGS84 lon/lat to the scenario's local metres (its own projection)."""
+        if self.lonlat_origin is None:
+            raise UsageError(f"scenario {self.source}: a local area has no lon/lat")
+        lon0, lat0 = self.lonlat_origin
+        k = math.cos(math.radians(lat0))
+        return (math.radians(float(lonlat[0]) - lon0) * EARTH_R * k, math.radians(float(lonlat[1]) - lat0) * EARTH_R)
+
     def to_lonlat(self, xy: Any) -> tuple[float, float]:
         """Local metres back to WGS84 lon/lat (the inverse of the area's projection)."""
         if self.lonlat_origin is None:

@@ -132,8 +132,9 @@ def run_scenario(ws: Workspace | None, user: User | None, scenario_ref: str | Pa
         start(sc)
     from casemate.pack.sim import Simulation  # the heavy part, only once the input is known good
 
+    raster = mission_raster(ws, user, sc, plan) if ws is not None and user is not None else None
     result = Simulation(sc, seed, decisions=decisions).run(progress)
-    paths = write_outputs(result, out)
+    paths = write_outputs(result, out, raster)
     found = findings_of(sc, result)
     if sc.lonlat_origin is not None:
         paths["findings"] = out / "findings.geojson"
@@ -191,6 +192,56 @@ def _upgrade_detections(ws: Workspace, user: User, det_id: str, seen: list[tuple
     return ws.catalog.put(user, json.dumps(doc).encode(), name=old.name, kind="detections", asset_id=old.asset_id,
                           parents=[det_id, *(v.id for _, v in seen)],
                           metadata={**old.metadata, "updated_by": "pack", "findings": [v.id for _, v in seen]})
+
+
+def mission_raster(ws: Workspace, user: User, sc: Scenario, plan: Version | None, max_px: int = 1024) -> dict[str, Any] | None:
+    """The image a mission's detections came from, as a PNG for the replay with its extent in the
+    scenario's metres; None when there is none the user may read (hidden looks like missing) or it
+    cannot be placed (no CRS)."""
+    det_id = plan.metadata.get("from_detections") if plan is not None else None
+    if not det_id or sc.lonlat_origin is None:
+        return None
+    try:
+        parents = ws.catalog.get(user, det_id).parents
+        image = next((p for p in parents if ws.catalog.get(user, p).kind == "image"), None)
+        return None if image is None else _raster_png(ws.catalog.blob_path(user, image), sc, max_px)
+    except NotFound:
+        return None
+
+
+def _raster_png(path: Path, sc: Scenario, max_px: int) -> dict[str, Any] | None:
+    import base64
+    import io
+
+    import numpy as np
+    import rasterio
+    from PIL import Image
+    from rasterio.errors import RasterioError
+    from rasterio.warp import transform as warp
+
+    try:
+        with rasterio.open(path) as ds:
+            if ds.crs is None:
+                return None
+            f = max(ds.width, ds.height) / max_px
+            shape = (max(1, int(ds.height / f)), max(1, int(ds.width / f))) if f > 1 else (ds.height, ds.width)
+            bands = [1, 2, 3] if ds.count >= 3 else [1]
+            arr = ds.read(bands, out_shape=(len(bands), *shape)).astype(np.float64)
+            a, b, c, d, e, f_ = tuple(ds.transform)[:6]
+            corners = [(a * x + b * y + c, d * x + e * y + f_)
+                       for x, y in ((0, 0), (ds.width, 0), (ds.width, ds.height), (0, ds.height))]
+            lon, lat = warp(ds.crs, "EPSG:4326", [c[0] for c in corners], [c[1] for c in corners])
+    except (RasterioError, OSError, ValueError):
+        return None
+    lo, hi = np.percentile(arr, [2, 98])
+    a = np.clip((arr - lo) / max(hi - lo, 1e-9) * 255, 0, 255).astype(np.uint8)
+    img = Image.fromarray(a[0] if len(bands) == 1 else np.moveaxis(a, 0, -1))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    xy = [sc.from_lonlat(p) for p in zip(lon, lat, strict=True)]
+    xs, ys = [p[0] for p in xy], [p[1] for p in xy]
+    return {"png": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
+            "extent": [round(min(xs), 2), round(min(ys), 2), round(max(xs), 2), round(max(ys), 2)]}
 
 
 def findings_of(sc: Scenario, result: RunResult) -> list[dict[str, Any]]:
