@@ -282,7 +282,7 @@ class MavlinkBridge:
 
     def __init__(self, sim: Simulation, robots: Sequence[int] | None = None, *, gcs: tuple[str, int] = ("127.0.0.1", 14550),
                  rate_hz: float = 1.0, origin: tuple[float, float] | None = None, bind_host: str = "127.0.0.1",
-                 clock: Callable[[], float] = time.monotonic, batch_s: float = 0.05) -> None:
+                 clock: Callable[[], float] = time.monotonic, batch_s: float = 0.1) -> None:
         if rate_hz <= 0:
             raise UsageError(f"MAVLink rate_hz must be positive, got {rate_hz}")
         self.sim = sim
@@ -293,7 +293,7 @@ class MavlinkBridge:
         self.geo = Geo(sim, origin)
         self.period = 1.0 / rate_hz
         # telemetry goes out at most every batch_s (the vehicles due by then, together): a tick's fixed
-        # cost is paid 20 times a second, not at every step; reports are at most batch_s late
+        # cost is paid 10 times a second, not at every step; reports are at most batch_s late
         self.batch_s = min(batch_s, self.period / 2)
         self._last_batch = -math.inf
         self.clock = clock
