@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi import Request
+from fastapi.responses import JSONResponse
 
-from casemate.errors import PermissionDenied, UsageError
+from casemate.errors import CasemateError, NotFound, PermissionDenied, UsageError
 from casemate.pack import service
 from casemate.pack.approvals import Decision
 from casemate.pack.scenario import parse_scenario
@@ -128,7 +130,7 @@ def test_run_validates_everything_first_and_stores_nothing(ws, harbour: dict, tm
         assert words in err.value.message
     with pytest.raises(UsageError, match="below the scenario's label"):
         service.run_scenario(ws, admin, scen_s, out_dir=tmp_path / "o", label="NP")
-    with pytest.raises(UsageError, match="no scenario file"):
+    with pytest.raises(NotFound, match="no scenario file"):
         service.run_scenario(ws, admin, "no-such-mission", out_dir=tmp_path / "o")
     assert _count(ws) == before and not (tmp_path / "o").exists()
     out = service.run_scenario(ws, admin, scen, out_dir=tmp_path / "o", label="DR")
@@ -284,3 +286,39 @@ def test_replay_draws_the_image_the_mission_came_from(ws, tmp_path: Path) -> Non
     assert (x0, y0) == pytest.approx(out.scenario.from_lonlat((w, s)), abs=0.5)
     assert (x1, y1) == pytest.approx(out.scenario.from_lonlat((e, n)), abs=0.5)
     assert '"raster"' not in out.paths["replay"].read_text()  # the JSON lines stay lean
+
+
+def test_http_face_calls_the_same_services(ws) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from casemate.pack.api import pack_router
+
+    app = FastAPI()
+
+    @app.exception_handler(CasemateError)
+    async def err(_: Request, exc: CasemateError) -> JSONResponse:  # the server's mapping: status from the class
+        return JSONResponse({"error": exc.message}, status_code=exc.http_status)
+
+    def who(request: Request):  # the server's bearer-token dependency stands here
+        return ws.acting_user(request.headers["x-user"])
+
+    app.include_router(pack_router(ws, who))
+    client = TestClient(app)
+    det = _detections(ws, "DR")
+    r = client.post("/api/pack/missions", json={"detections": det, "robots": "quadcopter:2", "duration": 60,
+                                                "rules": [{"class": "tank"}]}, headers={"x-user": "admin"})
+    assert r.status_code == 200, r.text
+    mid = r.json()["mission"]["id"]
+    r = client.post(f"/api/pack/missions/{mid}/tasks/d0/approve", json={"reason": "hostile"}, headers={"x-user": "sam"})
+    assert r.status_code == 403
+    r = client.post(f"/api/pack/missions/{mid}/tasks/d0/approve", json={"reason": "hostile"}, headers={"x-user": "olga"})
+    assert r.status_code == 200 and r.json()["decision"]["metadata"]["decision"] == "approve"
+    r = client.get(f"/api/pack/missions/{mid}/tasks", headers={"x-user": "nora"})  # NP: the DR mission is hidden
+    assert r.status_code == 404
+    r = client.post("/api/pack/missions", json={"detections": det, "level": "Q"}, headers={"x-user": "admin"})
+    assert r.status_code == 400 and "--level" in r.json()["error"]
+    r = client.post("/api/pack/runs", json={"mission": mid}, headers={"x-user": "admin"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["plan"]["id"] == mid and {t["task"]: t["gate"] for t in body["tasks"]}["d0"] == "approved"

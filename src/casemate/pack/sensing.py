@@ -14,12 +14,6 @@ PIXELS = np.array([JOHNSON_PX[level] for level in LEVELS])
 ALL_PAIRS_MAX = 4_000_000  # robot-target pairs up to which sensing takes every distance at once
 
 
-def level_ranges(ifov: np.ndarray, sensor_range: np.ndarray, target_size: float) -> np.ndarray:
-    """(N,3) range at which each robot reaches D, R and I on a target of this size (capped by its range)."""
-    r = target_size / (PIXELS[None, :] * ifov[:, None])
-    return np.minimum(r, sensor_range[:, None])
-
-
 @dataclass
 class Detections:
     robot: np.ndarray

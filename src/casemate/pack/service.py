@@ -67,7 +67,11 @@ def load_mission(ws: Workspace | None, user: User | None, ref: str | Path) -> tu
     try:
         v = ws.catalog.get(user, str(ref))
     except NotFound:
-        raise UsageError(f"no scenario file, built-in scenario or mission version named {str(ref)!r}") from None
+        # hidden looks exactly like missing; the message says what else the name could have been
+        err = NotFound(str(ref))
+        err.message = f"no scenario file, built-in scenario or mission version named {str(ref)!r}"
+        err.args = (err.message,)
+        raise err from None
     if v.kind != "mission" or v.metadata.get("role") != "plan":
         raise UsageError(f"{v.id} is a {v.kind} version ({v.metadata.get('role', 'no role')}), not a mission plan")
     try:

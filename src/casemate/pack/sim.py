@@ -40,7 +40,7 @@ from casemate.pack.swap import circle_swap
 from casemate.pack.tasks import AllocView, TaskBook
 from casemate.pack.world import DOMAINS
 
-__all__ = ["SEARCH", "SURVEIL", "TASKS", "AllocView", "RunResult", "Simulation", "circle_swap", "run_scenario"]
+__all__ = ["SEARCH", "SURVEIL", "TASKS", "AllocView", "RunResult", "Simulation", "circle_swap"]
 
 
 class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
@@ -323,8 +323,3 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
                              list(self.decision_log))
         finally:
             self.close()
-
-
-def run_scenario(sc: Scenario, seed: int = 0, progress: Callable[[int], None] | None = None) -> RunResult:
-    return Simulation(sc, seed).run(progress)
-
