@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 
 from casemate.cli import state_of
-from casemate.errors import NotFound, UsageError
 
 
 def _progress(enabled: bool):
@@ -24,45 +21,6 @@ def _progress(enabled: bool):
                     console=Console(stderr=True), disable=not enabled, transient=True)
 
 
-def register_model(ws: Any, user: Any, ref: str | None, label: str | None = None) -> tuple[Any, Any]:
-    """The detector and its catalog version (kind "model"); registered once per ONNX digest.
-
-    `ref` is a catalog version id of kind model, a model name ("default") or a path. The label of
-    a newly registered model: `label`, else the manifest's "label" (its training data's), else NP.
-    """
-    from casemate.imagery.runtime import detector_from, load_detector
-
-    cat = ws.catalog
-    ref = ref or "default"
-    if not Path(ref).exists() and "/" not in ref and ref != "default":
-        from casemate.imagery.runtime import PACKAGE_MODELS
-
-        if not (PACKAGE_MODELS / ref).is_dir():
-            try:
-                v = cat.get(user, ref)
-            except NotFound:
-                v = None
-            if v is not None:
-                if v.kind != "model" or "manifest" not in v.metadata:
-                    raise UsageError(f"{ref}: catalog item is a {v.kind}, not a detector model")
-                det = detector_from(cat.blob_path(user, v.id), v.metadata["manifest"], manifest_path=ref)
-                return det, v
-    det = load_detector(ref)
-    digest = det.digest.split(":", 1)[1]
-    for v in cat.iter_versions(user, kind="model"):
-        if v.sha256 == digest and "manifest" in v.metadata:
-            return det, v
-    manifest = dict(det.manifest)
-    v = cat.put(user, det.onnx_path, name=f"{det.name}.onnx", kind="model",
-                label=label or manifest.get("label") or "NP",
-                metadata={"manifest": manifest, "role": "imagery-detector"}, source_path=str(det.onnx_path))
-    return det, v
-
-
-def _is_path(ref: str) -> bool:
-    return Path(ref).exists() or "/" in ref or "." in Path(ref).name
-
-
 @click.command("detect")
 @click.argument("rasters", nargs=-1, required=True)
 @click.option("--model", "model_ref", default=None, metavar="NAME|PATH|ID",
@@ -72,81 +30,33 @@ def _is_path(ref: str) -> bool:
                    "when several rasters are given.")
 @click.option("--label", "-l", default=None, help="Label for raster files ingested by this command.")
 @click.option("--gsd", type=float, default=None, help="Metres per pixel, for images without georeferencing.")
-@click.option("--tile", type=click.IntRange(64, 4096), default=None, help="Tile size (default: the model's).")
-@click.option("--overlap", type=click.IntRange(0, 2048), default=128, show_default=True)
-@click.option("--batch", type=click.IntRange(1, 64), default=4, show_default=True)
-@click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
+@click.option("--bands", default=None, metavar="R,G,B|B",
+              help="Bands fed to the model, from 1 (default: the file's red/green/blue, else 1,2,3, else 1).")
+@click.option("--tile", type=int, default=None, help="Tile size in model pixels (default: the model's).")
+@click.option("--overlap", type=int, default=128, show_default=True)
+@click.option("--batch", type=int, default=4, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.pass_context
 def detect_cmd(ctx: click.Context, rasters: tuple[str, ...], model_ref: str | None, out: str | None,
-               label: str | None, gsd: float | None, tile: int | None, overlap: int, batch: int,
+               label: str | None, gsd: float | None, bands: str | None, tile: int | None, overlap: int, batch: int,
                workers: int, as_json: bool) -> None:
     """Find vehicles, ships and aircraft on rasters (files or catalog image ids), graded D/R/I."""
-    from casemate.imagery.export import _atomic, write_geojson, write_geopackage
-    from casemate.imagery.pipeline import detect_raster
-    from casemate.imagery.raster import RasterSource
-    from casemate.security.labels import parse_label
+    from casemate.imagery.service import DetectOptions, detect_sources
 
-    if label is not None:
-        parse_label(label)
-    if out and len(rasters) > 1 and Path(out).suffix:
-        raise UsageError(f"--out {out}: with several rasters --out must be a folder")
     state = state_of(ctx)
-    ws = state.workspace()
-    user = state.user()
-    cat = ws.catalog
-    # Resolve and validate every input before storing anything.
-    inputs: list[tuple[str, Path, Any]] = []
-    for ref in rasters:
-        p = Path(ref)
-        if p.exists() or _is_path(ref):
-            if not p.exists():
-                raise UsageError(f"{ref}: no such file")
-            with RasterSource(p, gsd_override=gsd):
-                pass
-            if label is None:
-                raise UsageError(f"{ref}: a file must be ingested with a classification label: add --label "
-                                 "(e.g. --label DR), or give the catalog id of an ingested image")
-            inputs.append((ref, p, None))
-        else:
-            v = cat.get(user, ref)
-            path = cat.blob_path(user, v.id)
-            with RasterSource(path, gsd_override=gsd):
-                pass
-            inputs.append((ref, path, v))
-    det, model_v = register_model(ws, user, model_ref)
-    results = []
+    opts = DetectOptions(tile=tile, overlap=overlap, batch=batch, workers=workers, gsd=gsd, bands=bands)
     with _progress(not as_json and sys.stderr.isatty()) as bar:
-        for ref, path, v in inputs:
-            if v is None:
-                v = cat.put(user, path, name=path.name, kind="image", label=label, source_path=str(path.resolve()))
-            task = bar.add_task(f"detect {Path(ref).name}", total=None)
-            res = detect_raster(path, det, tile=tile, overlap=overlap, batch=batch, workers=workers, gsd=gsd,
-                                progress=lambda d, n, task=task: bar.update(task, completed=d, total=n))
-            res.source = ref
-            levels = {k: sum(1 for d in res.detections if d.dri_level == k) for k in ("D", "R", "I")}
-            meta = {"image": v.id, "model": model_v.id, "model_digest": det.digest, "stats": res.stats,
-                    "coordinates": res.coordinates, "crs": res.georef.crs_name, "gsd_m": res.georef.gsd_m,
-                    "dri_counts": levels, "notes": res.notes}
-            stem = Path(v.name).stem or v.id
-            with tempfile.TemporaryDirectory() as tmp:
-                gj = write_geojson(res, Path(tmp) / "d.geojson",
-                                   extra_meta={"image_version": v.id, "model_version": model_v.id})
-                gp = write_geopackage(res, Path(tmp) / "d.gpkg")
-                geo_v = cat.put(user, gj, name=f"{stem}.detections.geojson", kind="detections",
-                                parents=(v.id, model_v.id), metadata={**meta, "format": "geojson"})
-                gpkg_v = cat.put(user, gp, name=f"{stem}.detections.gpkg", kind="detections",
-                                 parents=(v.id, model_v.id), metadata={**meta, "format": "gpkg"})
-                if out:
-                    o = Path(out)
-                    target = o / f"{stem}.geojson" if (len(inputs) > 1 or o.is_dir() or not o.suffix) else o
-                    if target.suffix == ".gpkg":
-                        target = target.with_suffix(".geojson")
-                    for src_file, dst_file in ((gj, target), (gp, target.with_suffix(".gpkg"))):
-                        _atomic(dst_file, lambda t, s=src_file: shutil.copyfile(s, t))
-            results.append({"source": ref, "image_version": v.id, "model_version": model_v.id,
-                            "version": geo_v.id, "gpkg_version": gpkg_v.id, "label": str(geo_v.label),
-                            **meta, "detections": [d.to_json() for d in res.detections]})
+        tasks: dict[str, Any] = {}
+
+        def tick(ref: str, done: int, total: int) -> None:
+            if ref not in tasks:
+                tasks[ref] = bar.add_task(f"detect {Path(ref).name}", total=total)
+            bar.update(tasks[ref], completed=done, total=total)
+
+        outcomes = detect_sources(state.workspace(), state.user(), list(rasters), model=model_ref, label=label,
+                                  options=opts, out=out, progress=tick)
+    results = [o.to_json() for o in outcomes]
     if as_json:
         click.echo(json.dumps(results, indent=1))
         return
@@ -242,6 +152,8 @@ def eval_cmd(model_ref: str, data: str, limit: int | None, as_json: bool) -> Non
 @click.pass_context
 def register_cmd(ctx: click.Context, model_ref: str, label: str | None) -> None:
     """Register a detector (folder, manifest or .onnx) in the catalog as a version of kind model."""
+    from casemate.imagery.service import register_model
+
     state = state_of(ctx)
     _, v = register_model(state.workspace(), state.user(), model_ref, label)
     click.echo(v.id)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +15,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from casemate.fileutil import atomic_path, write_atomic
 from casemate.imagery.datasets import Sample, load_dataset, read_rgb
 from casemate.imagery.dri import DEFAULT_CLASSES
 from casemate.imagery.model.export import export_onnx
@@ -95,13 +94,8 @@ def detector_loss(hm_logits, reg_pred, hm_t, reg_t, mask) -> tuple[torch.Tensor,
 
 
 def _save_safetensors(state: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".safetensors.tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
 
 
 def train(data: list[Path], out: Path, *, classes: tuple[str, ...] = DEFAULT_CLASSES, width: int = 16,
@@ -193,5 +187,5 @@ def train(data: list[Path], out: Path, *, classes: tuple[str, ...] = DEFAULT_CLA
         **(manifest_extra or {}),
     }
     export_onnx(net, out, classes=list(classes), manifest_extra=info, tile=tile)
-    (out / "history.json").write_text(json.dumps(history, indent=1))
+    write_atomic(out / "history.json", json.dumps(history, indent=1))
     return {"out": str(out), "history": history, **info}

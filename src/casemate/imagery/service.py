@@ -1,0 +1,226 @@
+"""Imagery as library functions: what the CLI and the HTTP API both call.
+
+`detect_source` validates every input first (options, label, model, raster), then runs the
+detector, then stores: the image (for a file), the model (once per ONNX digest) and the
+detections derived from both. A bad input raises a `UsageError` naming the option and stores
+nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from casemate.errors import NotFound, UsageError
+from casemate.imagery.pipeline import DetectionResult, Detector
+from casemate.imagery.raster import BandSpec, RasterSource
+
+MIN_TILE, MAX_TILE = 64, 4096
+
+
+def imagery_config(ws: Any) -> dict[str, Any]:
+    """The workspace's `imagery` settings (the one place that reads them).
+
+    Keys read: `model` (default detector), `batch`, `workers`.
+    """
+    conf = getattr(ws, "config", None)
+    section = conf.get("imagery", {}) if isinstance(conf, dict) else getattr(conf, "imagery", None)
+    if section is None:
+        return {}
+    if hasattr(section, "model_dump"):
+        section = section.model_dump()
+    return dict(section) if isinstance(section, dict) else {}
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    tile: int | None = None  # None: the model's input size
+    overlap: int = 128
+    batch: int = 4
+    workers: int = 2
+    gsd: float | None = None  # metres per pixel for rasters without georeferencing
+    bands: str | None = None  # e.g. "3,2,1"; None: the first three (or the single band)
+
+    def check(self, model_input: int) -> None:
+        """Refuse impossible combinations, naming the option (before anything runs or is stored)."""
+        tile = self.tile if self.tile is not None else model_input
+        if not MIN_TILE <= tile <= MAX_TILE:
+            raise UsageError(f"--tile {tile}: must be between {MIN_TILE} and {MAX_TILE} px")
+        if self.overlap < 0:
+            raise UsageError(f"--overlap {self.overlap}: must be 0 or more")
+        if self.overlap >= tile:
+            raise UsageError(f"--overlap {self.overlap} must be smaller than --tile {tile}: lower --overlap "
+                             f"(e.g. --overlap {tile // 4}) or raise --tile")
+        if self.batch < 1:
+            raise UsageError(f"--batch {self.batch}: must be 1 or more")
+        if self.workers < 1:
+            raise UsageError(f"--workers {self.workers}: must be 1 or more")
+        if self.gsd is not None and not 0.01 <= self.gsd <= 1000:
+            raise UsageError(f"--gsd {self.gsd}: metres per pixel must be between 0.01 and 1000")
+        BandSpec.parse(self.bands)
+
+
+@dataclass
+class DetectOutcome:
+    source: str
+    image: Any  # catalog Version of kind image
+    model: Any  # catalog Version of kind model
+    geojson: Any  # catalog Version of kind detections (GeoJSON, WGS84)
+    gpkg: Any  # catalog Version of kind detections (GeoPackage, raster CRS)
+    result: DetectionResult
+    meta: dict
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "image_version": self.image.id, "model_version": self.model.id,
+                "version": self.geojson.id, "gpkg_version": self.gpkg.id, "label": str(self.geojson.label),
+                **self.meta, "detections": [d.to_json() for d in self.result.detections]}
+
+
+def _looks_like_path(ref: str) -> bool:
+    return Path(ref).exists() or "/" in ref or "." in Path(ref).name
+
+
+def resolve_detector(ws: Any, user: Any, ref: str | None) -> tuple[Detector, Any]:
+    """The detector for `ref` and its catalog version if it already is one (else None); stores nothing.
+
+    `ref`: a catalog version id of kind model, a model name ("default"), a folder, manifest or .onnx.
+    """
+    from casemate.imagery.runtime import PACKAGE_MODELS, detector_from, load_detector
+
+    ref = ref or str(imagery_config(ws).get("model") or "default")
+    if not Path(ref).exists() and "/" not in ref and not (PACKAGE_MODELS / ref).is_dir():
+        try:
+            v = ws.catalog.get(user, ref)
+        except NotFound:
+            v = None
+        if v is not None:
+            if v.kind != "model" or "manifest" not in v.metadata:
+                raise UsageError(f"{ref}: catalog item is a {v.kind}, not a detector model")
+            return detector_from(ws.catalog.blob_path(user, v.id), v.metadata["manifest"], manifest_path=ref), v
+    return load_detector(ref), None
+
+
+def register_detector(ws: Any, user: Any, det: Detector, label: str | None = None) -> Any:
+    """The catalog version of `det` (kind "model"), stored once per ONNX digest.
+
+    Label of a new one: `label`, else the manifest's "label" (its training data's), else NP.
+    """
+    digest = det.digest.split(":", 1)[1]
+    for v in ws.catalog.iter_versions(user, kind="model"):
+        if v.sha256 == digest and "manifest" in v.metadata:
+            return v
+    manifest = dict(det.manifest)
+    return ws.catalog.put(user, det.onnx_path, name=f"{det.name}.onnx", kind="model",
+                          label=label or manifest.get("label") or "NP",
+                          metadata={"manifest": manifest, "role": "imagery-detector"},
+                          source_path=str(det.onnx_path))
+
+
+def register_model(ws: Any, user: Any, ref: str | None, label: str | None = None) -> tuple[Detector, Any]:
+    det, v = resolve_detector(ws, user, ref)
+    return det, v or register_detector(ws, user, det, label)
+
+
+@dataclass
+class _Input:
+    ref: str
+    path: Path
+    version: Any  # None for a file not yet ingested
+
+
+def _resolve_input(ws: Any, user: Any, ref: str, label: str | None, opts: DetectOptions) -> _Input:
+    p = Path(ref).expanduser()
+    if p.exists() or _looks_like_path(ref):
+        if not p.exists():
+            raise UsageError(f"{ref}: no such file")
+        if label is None:
+            raise UsageError(f"{ref}: a file must be ingested with a classification label: add --label "
+                             "(e.g. --label DR), or give the catalog id of an ingested image")
+        path, version = p, None
+    else:
+        version = ws.catalog.get(user, ref)  # hidden and missing look the same
+        if version.kind not in ("image", "other"):
+            raise UsageError(f"{ref} ({version.name}) is a {version.kind}, not an image")
+        path = ws.catalog.blob_path(user, version.id)
+    with RasterSource(path, gsd_override=opts.gsd) as src:
+        src.band_spec(opts.bands)  # a band beyond the raster's count is refused here
+    return _Input(ref, path, version)
+
+
+def detect_sources(ws: Any, user: Any, sources: list[str], *, model: str | None = None,
+                   label: str | None = None, options: DetectOptions | None = None,
+                   out: str | Path | None = None,
+                   progress: Callable[[str, int, int], None] | None = None) -> list[DetectOutcome]:
+    """Detect on each source (catalog image id or raster file); store and return the outcomes.
+
+    Everything is validated before the first detection runs: options, label, model and every
+    raster; nothing is stored when one of them is wrong.
+    """
+    from casemate.fileutil import atomic_path
+    from casemate.imagery.export import write_geojson, write_geopackage
+    from casemate.imagery.pipeline import detect_raster
+
+    if not sources:
+        raise UsageError("give at least one raster (a file or a catalog image id)")
+    conf = imagery_config(ws)
+    opts = options or DetectOptions(batch=int(conf.get("batch", 4)), workers=int(conf.get("workers", 2)))
+    if out and len(sources) > 1 and Path(out).suffix:
+        raise UsageError(f"--out {out}: with several rasters --out must be a folder")
+    if label is not None:
+        ws.catalog.check_label(user, label)
+    det, model_v = resolve_detector(ws, user, model)
+    opts.check(det.input_size)
+    inputs = [_resolve_input(ws, user, ref, label, opts) for ref in sources]
+    # Run everything before storing anything: a failure on the second raster stores nothing.
+    results = []
+    for inp in inputs:
+        def tick(done: int, total: int, ref: str = inp.ref) -> None:
+            if progress:
+                progress(ref, done, total)
+        res = detect_raster(inp.path, det, tile=opts.tile, overlap=opts.overlap, batch=opts.batch,
+                            workers=opts.workers, gsd=opts.gsd, bands=opts.bands, progress=tick)
+        res.source = inp.ref
+        results.append(res)
+    model_v = model_v or register_detector(ws, user, det)
+    outcomes = []
+    for inp, res in zip(inputs, results, strict=True):
+        v = inp.version
+        if v is None:
+            v = ws.catalog.put(user, inp.path, name=inp.path.name, kind="image", label=label,
+                               source_path=str(inp.path.resolve()), source_key=str(inp.path.resolve()))
+        levels = {k: sum(1 for d in res.detections if d.dri_level == k) for k in ("D", "R", "I")}
+        meta = {"image": v.id, "model": model_v.id, "model_digest": det.digest, "stats": res.stats,
+                "coordinates": res.coordinates, "crs": res.georef.crs_name, "gsd_m": res.georef.gsd_m,
+                "dri_counts": levels, "notes": res.notes, "bands": res.bands}
+        stem = Path(v.name).stem or v.id
+        with tempfile.TemporaryDirectory() as tmp:
+            gj = write_geojson(res, Path(tmp) / "d.geojson",
+                               extra_meta={"image_version": v.id, "model_version": model_v.id})
+            gp = write_geopackage(res, Path(tmp) / "d.gpkg")
+            geo_v = ws.catalog.put(user, gj, name=f"{stem}.detections.geojson", kind="detections",
+                                   parents=(v.id, model_v.id), metadata={**meta, "format": "geojson"})
+            gpkg_v = ws.catalog.put(user, gp, name=f"{stem}.detections.gpkg", kind="detections",
+                                    parents=(v.id, model_v.id), metadata={**meta, "format": "gpkg"})
+            if out:
+                o = Path(out)
+                target = o / f"{stem}.geojson" if (len(inputs) > 1 or o.is_dir() or not o.suffix) else o
+                if target.suffix == ".gpkg":
+                    target = target.with_suffix(".geojson")
+                for src_file, dst_file in ((gj, target), (gp, target.with_suffix(".gpkg"))):
+                    with atomic_path(dst_file) as t:
+                        t.write_bytes(src_file.read_bytes())
+        outcomes.append(DetectOutcome(inp.ref, v, model_v, geo_v, gpkg_v, res, meta))
+    return outcomes
+
+
+def detect_source(ws: Any, user: Any, source: str, *, model: str | None = None, label: str | None = None,
+                  tile: int | None = None, overlap: int = 128, batch: int = 4, workers: int = 2,
+                  gsd: float | None = None, bands: str | None = None, out: str | Path | None = None,
+                  progress: Callable[[str, int, int], None] | None = None) -> DetectOutcome:
+    """Detect on one raster (file or catalog image id): validate, run, store; see `detect_sources`."""
+    opts = DetectOptions(tile=tile, overlap=overlap, batch=batch, workers=workers, gsd=gsd, bands=bands)
+    return detect_sources(ws, user, [source], model=model, label=label, options=opts, out=out,
+                          progress=progress)[0]
