@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from casemate.cli import state_of
+from casemate.errors import UsageError
 
 
 def _progress(enabled: bool):
@@ -126,24 +127,89 @@ def train_cmd(data: tuple[str, ...], out: str, epochs: int, minutes: float | Non
 
 @imagery_group.command("eval")
 @click.option("--model", "model_ref", default="default", show_default=True)
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="DOTA (images/ + labelTxt/), YOLO (images/ + labels/) or GeoTIFF + GeoJSON folder.")
+@click.option("--names", default=None, metavar="A,B,...",
+              help="YOLO class names by id, when the folder has no data.yaml / classes.txt.")
+@click.option("--class-map", "class_map", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="JSON {dataset name: taxonomy node}, instead of the built-in map of common names.")
+@click.option("--gsd", type=float, default=None, help="Metres per pixel where the labels do not say.")
+@click.option("--images", default=None, metavar="STEM,...", help="Only these images (e.g. a held-out split).")
 @click.option("--limit", default=None, type=click.IntRange(1, 10_000_000))
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(model_ref: str, data: str, limit: int | None, as_json: bool) -> None:
-    """mAP50 (oriented IoU) per class and per DRI level on a labelled folder."""
+def eval_cmd(model_ref: str, data: str, names: str | None, class_map: str | None, gsd: float | None,
+             images: str | None, limit: int | None, as_json: bool) -> None:
+    """AP50 per class and per DRI level on a labelled folder (oriented IoU, or envelope IoU for upright labels)."""
     from casemate.imagery.evaluate import evaluate
 
-    res = evaluate(model_ref, data, limit=limit)
+    cmap = None
+    if class_map:
+        try:
+            cmap = json.loads(Path(class_map).read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise UsageError(f"--class-map {class_map}: not valid JSON ({exc})") from None
+        if not isinstance(cmap, dict) or not all(isinstance(v, str) for v in cmap.values()):
+            raise UsageError(f"--class-map {class_map}: expected a JSON object of name -> 'category/class/type'")
+    if gsd is not None and gsd <= 0:
+        raise UsageError(f"--gsd {gsd}: metres per pixel must be positive")
+    res = evaluate(model_ref, data, limit=limit, gsd=gsd, class_map=cmap,
+                   names=[n.strip() for n in names.split(",")] if names else None,
+                   images={n.strip() for n in images.split(",")} if images else None)
     if as_json:
         click.echo(json.dumps(res, indent=1))
         return
-    click.echo(f"{res['model']} on {res['images']} images: mAP50 {res['map50']:.3f}")
+    m = "n/a" if res["map50"] is None else f"{res['map50']:.3f}"
+    d = "n/a" if res["detection_ap50"] is None else f"{res['detection_ap50']:.3f}"
+    click.echo(f"{res['model']} on {res['images']} images ({res['iou_kind']}): detection-level AP50 {d}, "
+               f"mAP50 over leaf classes {m}")
     for name, v in res["per_class"].items():
-        ap = "n/a" if v["ap50"] is None else f"{v['ap50']:.3f}"
-        click.echo(f"  {name:34s} AP50 {ap}  (gt {v['gt']})")
+        if v["gt"] or v["predictions"]:
+            ap = "n/a" if v["ap50"] is None else f"{v['ap50']:.3f}"
+            click.echo(f"  {name:34s} AP50 {ap}  (gt {v['gt']})")
     for level, v in res["per_level"].items():
-        m = "n/a" if v["map50"] is None else f"{v['map50']:.3f}"
-        click.echo(f"  level {level}: mAP50 {m}")
+        lv = "n/a" if v["map50"] is None else f"{v['map50']:.3f}"
+        nodes = ", ".join(f"{k} {'n/a' if x['ap50'] is None else format(x['ap50'], '.3f')} (gt {x['gt']})"
+                          for k, x in sorted(v["classes"].items()) if x["gt"])
+        click.echo(f"  level {level}: mAP50 {lv}" + (f"  [{nodes}]" if nodes else ""))
+    for note in res["notes"]:
+        click.echo(f"  note: {note}")
+
+
+@imagery_group.command("compare")
+@click.argument("before")
+@click.argument("after")
+@click.option("--zones", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="GeoJSON polygons (WGS84) with 'name' and optional 'alert_threshold' / 'alert_thresholds'.")
+@click.option("--alert", type=int, default=None, help="Default alert threshold (count change) for zones without one.")
+@click.option("--label", "-l", default=None, help="Label for raster files ingested (and to raise the change's).")
+@click.option("--model", "model_ref", default=None, metavar="NAME|PATH|ID", help="Detector for rasters.")
+@click.option("--gsd", type=float, default=None)
+@click.option("--same-m", type=float, default=None, help="Within this many metres an object is unchanged.")
+@click.option("--move-m", type=float, default=None, help="Within this many metres an object has moved.")
+@click.option("--min-score", type=float, default=0.0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the change GeoJSON here.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def compare_cmd(ctx: click.Context, before: str, after: str, zones: str | None, alert: int | None,
+                label: str | None, model_ref: str | None, gsd: float | None, same_m: float | None,
+                move_m: float | None, min_score: float, out: str | None, as_json: bool) -> None:
+    """Objects that appeared, departed or moved between two dates (rasters or their detections)."""
+    from casemate.imagery.change import summary_rows
+    from casemate.imagery.service import DetectOptions, compare_sources
+
+    state = state_of(ctx)
+    res = compare_sources(state.workspace(), state.user(), before, after, zones=zones, alert=alert, label=label,
+                          model=model_ref, options=DetectOptions(gsd=gsd), same_m=same_m, move_m=move_m,
+                          min_score=min_score, out=out)
+    if as_json:
+        click.echo(json.dumps(res.to_json(), indent=1))
+        return
+    click.echo(f"change {res.before.id} -> {res.after.id}: stored as {res.change.id} (label {res.change.label})")
+    click.echo(f"{'zone':24s} {'class':10s} {'before':>6s} {'after':>6s} {'appeared':>8s} {'departed':>8s} {'moved':>6s}")
+    for z, c, nb, na, ap, de, mv in summary_rows(res.result.summary):
+        click.echo(f"{z[:24]:24s} {c[:10]:10s} {nb:6d} {na:6d} {ap:8d} {de:8d} {mv:6d}")
+    for a in res.result.alerts:
+        click.echo(f"ALERT {a['zone']}: {a['class']} {a['before']} -> {a['after']} ({a['delta']:+d}, threshold {a['threshold']})")
 
 
 @imagery_group.command("register")

@@ -224,3 +224,97 @@ def detect_source(ws: Any, user: Any, source: str, *, model: str | None = None, 
     opts = DetectOptions(tile=tile, overlap=overlap, batch=batch, workers=workers, gsd=gsd, bands=bands)
     return detect_sources(ws, user, [source], model=model, label=label, options=opts, out=out,
                           progress=progress)[0]
+
+
+@dataclass
+class CompareOutcome:
+    before: Any  # detections Version (GeoJSON) of the first date
+    after: Any
+    change: Any  # the stored change Version (GeoJSON), derived from both
+    result: Any  # casemate.imagery.change.ChangeResult
+
+    def to_json(self) -> dict:
+        return {"version": self.change.id, "label": str(self.change.label), "before": self.before.id,
+                "after": self.after.id, "summary": self.result.summary, "alerts": self.result.alerts,
+                "changes": len(self.result.changes), "params": self.result.params}
+
+
+def _detections_version(ws: Any, user: Any, ref: str) -> Any | None:
+    """The GeoJSON detections version `ref` names (itself, or the GeoJSON twin of a GeoPackage);
+    None when `ref` is a file or an image (to be detected)."""
+    p = Path(ref).expanduser()
+    if p.exists() or _looks_like_path(ref):
+        return None
+    v = ws.catalog.get(user, ref)
+    if v.kind != "detections":
+        return None
+    if v.metadata.get("format") != "geojson":
+        twins = [c for c in ws.catalog.children(user, v.metadata.get("image", ""), kind="detections")
+                 if c.metadata.get("format") == "geojson" and c.metadata.get("model") == v.metadata.get("model")]
+        if not twins:
+            raise UsageError(f"{ref}: a GeoPackage without its GeoJSON twin; give the GeoJSON detections version")
+        v = twins[-1]
+    return v
+
+
+def compare_sources(ws: Any, user: Any, before: str, after: str, *, zones: str | Path | None = None,
+                    alert: int | None = None, label: str | None = None, model: str | None = None,
+                    options: DetectOptions | None = None, same_m: float | None = None,
+                    move_m: float | None = None, min_score: float = 0.0,
+                    out: str | Path | None = None) -> CompareOutcome:
+    """Change between two dates. `before`/`after`: detections versions, image versions or raster files
+    (files need `label`; images are detected first, their detections stored as usual). Stores the
+    change as GeoJSON (kind "change") derived from both detections versions: its label is at least
+    their lub (`label` may raise it)."""
+    import json as _json
+
+    from casemate.fileutil import atomic_path, write_atomic
+    from casemate.imagery.change import compare, objects_from_geojson, read_zones
+
+    if alert is not None and alert < 1:
+        raise UsageError(f"--alert {alert}: must be a positive integer")
+    for name, val in (("--same-m", same_m), ("--move-m", move_m)):
+        if val is not None and val <= 0:
+            raise UsageError(f"{name} {val}: must be positive metres")
+    zone_list = read_zones(Path(zones), alert) if zones else []
+    if label is not None:
+        ws.catalog.check_label(user, label)
+    refs = (before, after)
+    if before == after:
+        raise UsageError("compare needs two different dates (two different rasters or detections)")
+    dets = [_detections_version(ws, user, ref) for ref in refs]
+    docs: dict[int, dict] = {}
+    for k, v in enumerate(dets):
+        if v is not None:
+            docs[k] = _json.loads(ws.catalog.read_bytes(user, v.id))
+            objects_from_geojson(docs[k], refs[k])  # pixel-only detections are refused before anything runs
+    todo = [k for k, v in enumerate(dets) if v is None]
+    for k in todo:  # a raster must be georeferenced: checked before anything is detected or stored
+        inp = _resolve_input(ws, user, refs[k], label, options or DetectOptions())
+        with RasterSource(inp.path) as src:
+            if src.georef.crs_wkt is None:
+                raise UsageError(f"{refs[k]}: not georeferenced: change needs georeferenced rasters "
+                                 "(or detections made on them)")
+    if todo:
+        outcomes = detect_sources(ws, user, [refs[k] for k in todo], model=model, label=label, options=options)
+        for k, o in zip(todo, outcomes, strict=True):
+            docs[k] = _json.loads(ws.catalog.read_bytes(user, o.geojson.id))
+            dets[k] = o.geojson
+    vb, va = dets
+    if vb.id == va.id:
+        raise UsageError("compare needs two different dates (two different rasters or detections)")
+    res = compare(objects_from_geojson(docs[0], before), objects_from_geojson(docs[1], after),
+                  zones=zone_list, same_m=same_m, move_m=move_m, min_score=min_score)
+    doc = res.to_geojson({"before": vb.id, "after": va.id, "zones": [z.name for z in zone_list]})
+    payload = _json.dumps(doc)
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "change.geojson"
+        write_atomic(f, payload)
+        name = f"{Path(vb.name).stem.split('.')[0]}--{Path(va.name).stem.split('.')[0]}.change.geojson"
+        cv = ws.catalog.put(user, f, name=name, kind="change", parents=(vb.id, va.id), label=label,
+                            metadata={"format": "geojson", "before": vb.id, "after": va.id,
+                                      "summary": res.summary, "alerts": res.alerts, "params": res.params})
+    if out:
+        with atomic_path(Path(out)) as t:
+            t.write_text(payload, encoding="utf-8")
+    return CompareOutcome(vb, va, cv, res)
