@@ -166,13 +166,13 @@ def init_from_onnx(net: OrientedCenterNet, onnx_path: Path) -> int:
             b = inits.get(node.input[2]) if len(node.input) > 2 else None
             if conv is None or w is None or tuple(conv.weight.shape) != w.shape:
                 raise ValueError(f"{onnx_path}: conv {node.output[0]} does not fit this network")
-            conv.weight.copy_(torch.from_numpy(w))
+            conv.weight.copy_(torch.from_numpy(np.array(w)))
             if conv.bias is not None:
-                conv.bias.copy_(torch.from_numpy(b))
+                conv.bias.copy_(torch.from_numpy(np.array(b)))
             else:
                 bn = modules.get(name.rsplit(".", 1)[0] + "." + str(int(name.rsplit(".", 1)[1]) + 1))
                 bn.weight.fill_(1.0)
-                bn.bias.copy_(torch.from_numpy(b))
+                bn.bias.copy_(torch.from_numpy(np.array(b)))
                 bn.running_mean.zero_()
                 bn.running_var.fill_(1.0 - bn.eps)
             loaded += 1
