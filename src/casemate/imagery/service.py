@@ -14,14 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from casemate.catalog.models import Version
 from casemate.errors import NotFound, UsageError
 from casemate.imagery.pipeline import DetectionResult, Detector
 from casemate.imagery.raster import BandSpec, RasterSource
+from casemate.security import User
+from casemate.workspace import Workspace
 
 MIN_TILE, MAX_TILE = 64, 4096
 
 
-def imagery_config(ws: Any) -> dict[str, Any]:
+def imagery_config(ws: Workspace) -> dict[str, Any]:
     """The workspace's `imagery` settings (the one place that reads them).
 
     Keys read: `model` (default detector), `batch`, `workers`.
@@ -83,7 +86,7 @@ def _looks_like_path(ref: str) -> bool:
     return Path(ref).exists() or "/" in ref or "." in Path(ref).name
 
 
-def resolve_detector(ws: Any, user: Any, ref: str | None) -> tuple[Detector, Any]:
+def resolve_detector(ws: Workspace, user: User, ref: str | None) -> tuple[Detector, Version | None]:
     """The detector for `ref` and its catalog version if it already is one (else None); stores nothing.
 
     `ref`: a catalog version id of kind model, a model name ("default"), a folder, manifest or .onnx.
@@ -103,7 +106,7 @@ def resolve_detector(ws: Any, user: Any, ref: str | None) -> tuple[Detector, Any
     return load_detector(ref), None
 
 
-def register_detector(ws: Any, user: Any, det: Detector, label: str | None = None) -> Any:
+def register_detector(ws: Workspace, user: User, det: Detector, label: str | None = None) -> Version:
     """The catalog version of `det` (kind "model"), stored once per ONNX digest.
 
     Label of a new one: `label`, else the manifest's "label" (its training data's), else NP.
@@ -119,7 +122,7 @@ def register_detector(ws: Any, user: Any, det: Detector, label: str | None = Non
                           source_path=str(det.onnx_path))
 
 
-def register_model(ws: Any, user: Any, ref: str | None, label: str | None = None) -> tuple[Detector, Any]:
+def register_model(ws: Workspace, user: User, ref: str | None, label: str | None = None) -> tuple[Detector, Version]:
     det, v = resolve_detector(ws, user, ref)
     return det, v or register_detector(ws, user, det, label)
 
@@ -131,7 +134,7 @@ class _Input:
     version: Any  # None for a file not yet ingested
 
 
-def _resolve_input(ws: Any, user: Any, ref: str, label: str | None, opts: DetectOptions) -> _Input:
+def _resolve_input(ws: Workspace, user: User, ref: str, label: str | None, opts: DetectOptions) -> _Input:
     p = Path(ref).expanduser()
     if p.exists() or _looks_like_path(ref):
         if not p.exists():
@@ -150,7 +153,7 @@ def _resolve_input(ws: Any, user: Any, ref: str, label: str | None, opts: Detect
     return _Input(ref, path, version)
 
 
-def detect_sources(ws: Any, user: Any, sources: list[str], *, model: str | None = None,
+def detect_sources(ws: Workspace, user: User, sources: list[str], *, model: str | None = None,
                    label: str | None = None, options: DetectOptions | None = None,
                    out: str | Path | None = None,
                    progress: Callable[[str, int, int], None] | None = None) -> list[DetectOutcome]:
@@ -216,7 +219,7 @@ def detect_sources(ws: Any, user: Any, sources: list[str], *, model: str | None 
     return outcomes
 
 
-def detect_source(ws: Any, user: Any, source: str, *, model: str | None = None, label: str | None = None,
+def detect_source(ws: Workspace, user: User, source: str, *, model: str | None = None, label: str | None = None,
                   tile: int | None = None, overlap: int = 128, batch: int = 4, workers: int = 2,
                   gsd: float | None = None, bands: str | None = None, out: str | Path | None = None,
                   progress: Callable[[str, int, int], None] | None = None) -> DetectOutcome:
@@ -239,7 +242,7 @@ class CompareOutcome:
                 "changes": len(self.result.changes), "params": self.result.params}
 
 
-def _detections_version(ws: Any, user: Any, ref: str) -> Any | None:
+def _detections_version(ws: Workspace, user: User, ref: str) -> Version | None:
     """The GeoJSON detections version `ref` names (itself, or the GeoJSON twin of a GeoPackage);
     None when `ref` is a file or an image (to be detected)."""
     p = Path(ref).expanduser()
@@ -257,7 +260,7 @@ def _detections_version(ws: Any, user: Any, ref: str) -> Any | None:
     return v
 
 
-def compare_sources(ws: Any, user: Any, before: str, after: str, *, zones: str | Path | None = None,
+def compare_sources(ws: Workspace, user: User, before: str, after: str, *, zones: str | Path | None = None,
                     alert: int | None = None, label: str | None = None, model: str | None = None,
                     options: DetectOptions | None = None, same_m: float | None = None,
                     move_m: float | None = None, min_score: float = 0.0,
