@@ -99,9 +99,14 @@ def synth_cmd(out: str, n: int, size: int, seed: int) -> None:
 @click.option("--lr", default=3e-3, show_default=True, type=float)
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--label", "-l", default="NP", show_default=True, help="Label of the training data (the model's label).")
+@click.option("--names", default=None, metavar="A,B,...", help="YOLO class names by id, for folders that give none.")
+@click.option("--gsd", type=float, default=None, help="Metres per pixel of images whose labels do not say.")
+@click.option("--init", "init", default=None, metavar="MODEL",
+              help="Warm start from an exported model of the same width (folder or name, e.g. default).")
 @click.option("--json", "as_json", is_flag=True)
 def train_cmd(data: tuple[str, ...], out: str, epochs: int, minutes: float | None, batch: int, width: int,
-              lr: float, threads: int, label: str, as_json: bool) -> None:
+              lr: float, threads: int, label: str, names: str | None, gsd: float | None, init: str | None,
+              as_json: bool) -> None:
     """Train the oriented detector (CPU, or a GPU when present); export ONNX + manifest."""
     from casemate.security.labels import format_label, parse_label
 
@@ -117,8 +122,16 @@ def train_cmd(data: tuple[str, ...], out: str, epochs: int, minutes: float | Non
         if not as_json:
             click.echo(f"epoch {rec['epoch']}: loss {rec['loss']:.3f} ({rec['minutes']} min)", err=True)
 
-    res = train([Path(d) for d in data], Path(out), epochs=epochs, max_minutes=minutes, batch=batch, width=width,
-                lr=lr, threads=threads, progress=show, manifest_extra={"name": Path(out).name, "label": lab})
+    from casemate.imagery.model.train import TrainSet
+    from casemate.imagery.runtime import resolve_model
+
+    if gsd is not None and gsd <= 0:
+        raise UsageError(f"--gsd {gsd}: metres per pixel must be positive")
+    name_list = [n.strip() for n in names.split(",")] if names else None
+    init_onnx = resolve_model(init)[0] if init else None
+    res = train([TrainSet(Path(d), names=name_list, gsd=gsd) for d in data], Path(out), epochs=epochs,
+                max_minutes=minutes, batch=batch, width=width, lr=lr, threads=threads, init_onnx=init_onnx,
+                progress=show, manifest_extra={"name": Path(out).name, "label": lab})
     if as_json:
         click.echo(json.dumps(res, indent=1))
     else:
