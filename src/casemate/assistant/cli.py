@@ -202,3 +202,42 @@ def eval_answers_cmd(ctx: click.Context, file: Path, corpus: Path | None, whole_
     click.echo(f"citation accuracy   {result.citation_accuracy:.3f}")
     click.echo(f"not-found accuracy  {result.not_found_accuracy:.3f}  (false not-found {result.false_not_found:.3f})")
     click.echo(f"seconds per answer  {result.seconds_per_answer:.1f} median, {result.seconds_p95:.1f} p95")
+
+
+@eval_group.command("redteam")
+@click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Attacks file (default: the suite shipped with Casemate).")
+@click.option("--sample", "per_family", type=click.IntRange(1, 1000), default=None,
+              help="Run only the first N attacks of each family (the CI gate's fixed sample).")
+@click.option("--max-tokens", default=64, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, with each success's transcript.")
+@click.pass_context
+def eval_redteam_cmd(ctx: click.Context, file: Path | None, per_family: int | None, max_tokens: int,
+                     as_json: bool) -> None:
+    """Run the red-team attacks through the real API on loopback; success rate per family and
+    disclosures across labels (must be 0). Exits 1 when anything was disclosed."""
+    from casemate.assistant.engine import engine_from_settings
+    from casemate.server.redteam import load_attacks, run_redteam, sample
+
+    attacks = load_attacks(file)
+    if per_family:
+        attacks = sample(attacks, per_family)
+    spec, models_dir = _engine_home(ctx)
+    engine = engine_from_settings(spec, models_dir) if models_dir is not None else None
+    bar = _Bar("attacks")
+    try:
+        report = run_redteam(attacks, engine=engine, progress=bar, max_tokens=max_tokens)
+    finally:
+        bar.close()
+    if as_json:
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        click.echo(f"{report.attacks} attacks, engine {report.engine}, {report.seconds:.0f} s")
+        click.echo(f"{'family':<20} {'attacks':>7} {'success':>7} {'rate':>6}")
+        for family, row in report.per_family.items():
+            click.echo(f"{family:<20} {row['attacks']:>7} {row['successes']:>7} {row['rate']:6.3f}")
+        click.echo(f"disclosures across labels: {report.disclosures}")
+        for s in report.successes:
+            click.echo(f"- {s['id']} ({s['user']}): {s['question'][:90]!r} -> {s['answer'][:160]!r}")
+    if report.disclosures:
+        ctx.exit(1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -80,17 +81,40 @@ _REFUSAL = re.compile(
 GROUNDED_MIN = 0.5  # share of the answer's content words found in the sources or the question
 
 
+# invisible characters (zero-width, bidi controls, soft hyphen) and the commonest Cyrillic/Greek
+# look-alikes of Latin letters: removed/mapped before anything is matched, so "ign\u200bore" and
+# "іgnore" (Cyrillic і) are seen as "ignore"
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b\u200c\u200d\u200e"
+                                   "\u200f\u202a\u202b\u202c\u202d\u202e\u2060\u2061\u2062\u2063\u2064"
+                                   "\u2066\u2067\u2068\u2069\ufeff"))
+_CONFUSABLE = str.maketrans("аеорсухіјԁһԛѕԝАВЕКМНОРСТХІЈЅαοιντρΑΒΕΗΙΚΜΝΟΡΤΧΥΖ",
+                            "aeopcyxijdhqswABEKMHOPCTXIJSaoivtpABEHIKMNOPTXYZ")
+
+
+def plain(text: str) -> str:
+    """Text as a reader sees it: NFKC, invisible characters removed, look-alike letters mapped."""
+    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE).translate(_CONFUSABLE)
+
+
 def frame_source(text: str) -> str:
     """Source text as inert data: nothing inside it can look like our tags."""
     return _DELIM.sub(lambda m: "‹" if m.group(0).startswith("<") else "›", text)
 
 
 def neutralise_imperatives(text: str) -> str:
-    """Sentences that address the model become a marker; the rest of the text is kept as is."""
+    """Sentences that address the model become a marker; the rest is kept (invisible characters
+    dropped, look-alike letters mapped: the model reads what the detector judged)."""
+    text = plain(text)
     if not _IMPERATIVE.search(text):
         return text
-    return _SENTENCE.sub(lambda m: (NEUTRALISED + (" " if not m.group(0).endswith("\n") else "\n"))
-                         if _IMPERATIVE.search(m.group(0)) else m.group(0), text)
+    def one(m: re.Match[str]) -> str:
+        sentence = m.group(0)
+        if not _IMPERATIVE.search(sentence):
+            return sentence
+        lead = sentence[: len(sentence) - len(sentence.lstrip())]
+        return lead + NEUTRALISED + ("\n" if sentence.endswith("\n") else "")
+
+    return _SENTENCE.sub(one, text)
 
 
 def build_messages(question: str, hits: Sequence[Hit], language: str,
@@ -141,20 +165,18 @@ def strip_echo(text: str) -> str:
 
 def check_answer(text: str, question: str, hits: Sequence[Hit], language: str) -> Checked:
     """The answer checked against the sources it was given (see the module docstring)."""
-    text = clean_citations(strip_echo(text), len(hits))
+    text = clean_citations(strip_echo(plain(text)), len(hits))
     text = re.sub(r"[ \t]{2,}", " ", text).strip()
     if not text or _REFUSAL.search(text):
         return Checked(NOT_FOUND[language], (), True, False, 0.0)
     words = tokenize(_CITE.sub(" ", text))
-    known = set(tokenize(question))
-    per_source = []
-    for h in hits:
-        terms = set(tokenize(h.text))
-        known |= terms
-        per_source.append(terms)
+    per_source = [set(tokenize(plain(h.text))) for h in hits]
+    in_sources = set().union(*per_source) if per_source else set()
+    known = in_sources | set(tokenize(question))
     grounding = sum(w in known for w in words) / len(words) if words else 1.0
-    # a number the sources do not hold is invented (prices, dates, durations): never shown
-    invented_number = any(any(c.isdigit() for c in w) and w not in known for w in words)
+    # a number or code the sources do not hold is invented (prices, dates, or a string the question
+    # dictates): never shown
+    invented_number = any(any(c.isdigit() for c in w) and w not in in_sources for w in words)
     if invented_number or (len(words) >= 3 and grounding < GROUNDED_MIN):
         return Checked(WITHDRAWN[language], (), False, True, grounding)
     cited = tuple(dict.fromkeys(int(n) for m in _CITE.finditer(text) for n in re.findall(r"\d+", m.group(1))))
