@@ -20,7 +20,6 @@ class _Refusing:
 
     def __init__(self, real: Any, error: Exception) -> None:
         self._real, self._error = real, error
-        self._lock = real._lock
 
     def search(self, *_: Any, **__: Any) -> Any:
         raise self._error

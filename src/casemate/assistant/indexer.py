@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,13 +39,10 @@ class IndexReport:
 class Indexer:
     """Indexes what a user may read; each version in one transaction of the index file."""
 
-    def __init__(self, catalog: Any, store: IndexStore, embedder: Embedder,
-                 lock: AbstractContextManager[Any] | None = None) -> None:
+    def __init__(self, catalog: Any, store: IndexStore, embedder: Embedder) -> None:
         self.catalog = catalog
         self.store = store
         self.embedder = embedder
-        # held around catalog calls until the core's unit of work makes the catalog thread-safe
-        self._lock = lock if lock is not None else nullcontext()
 
     def index_versions(self, user: User, versions: Sequence[Any], progress: Progress | None = None) -> IndexReport:
         """Index the given versions the user may read (documents, transcripts) not yet indexed."""
@@ -57,8 +53,7 @@ class Indexer:
                 report.skipped += 1
             else:
                 try:
-                    with self._lock:
-                        text = self.catalog.text(user, v.id)
+                    text = self.catalog.text(user, v.id)
                 except NotFound:
                     text = None
                 if text is None:
@@ -88,9 +83,8 @@ class Indexer:
         """Incremental: index every readable document/transcript version not indexed yet."""
         done = self.store.indexed_versions()
         todo = []
-        with self._lock:
-            for kind in INDEXED_KINDS:
-                todo.extend(v for v in self.catalog.iter_versions(user, kind=kind) if v.id not in done)
+        for kind in INDEXED_KINDS:
+            todo.extend(v for v in self.catalog.iter_versions(user, kind=kind) if v.id not in done)
         report = self.index_versions(user, todo, progress)
         report.skipped += len(done)
         return report

@@ -177,8 +177,7 @@ class Assistant:
         self._engine = engine
         self.store = IndexStore(Path(ws.home) / "index" / "assistant.sqlite", self.embedder.dim, self.embedder.name)
         self.fusion = Fusion.named(str(self.settings.get("ranking", "hybrid")))
-        self._lock = threading.RLock()  # the catalog and audit are used from server threads
-        self.indexer = Indexer(ws.catalog, self.store, self.embedder, self._lock)
+        self.indexer = Indexer(ws.catalog, self.store, self.embedder)
         self._snapshot: tuple[int, SearchIndex] | None = None
         self._snap_lock = threading.Lock()
 
@@ -219,19 +218,13 @@ class Assistant:
     def _recheck(self, user: User, hits: list[Hit]) -> list[Hit]:
         ok: dict[str, bool] = {}
         out = []
-        if hits:
-            with self._lock:
-                # warms the catalog's label cache: a cache miss inside catalog.get opens a second
-                # connection while the first holds SQLite's write lock (reported to the lead)
-                self.ws.catalog.readable_label_ids(user)
         for h in hits:
             if h.version_id not in ok:
-                with self._lock:
-                    try:
-                        v = self.ws.catalog.get(user, h.version_id, audit=False)
-                        ok[h.version_id] = can_read(user, v.label) and v.label == h.label
-                    except NotFound:
-                        ok[h.version_id] = False
+                try:
+                    v = self.ws.catalog.get(user, h.version_id, audit=False)
+                    ok[h.version_id] = can_read(user, v.label) and v.label == h.label
+                except NotFound:
+                    ok[h.version_id] = False
             if ok[h.version_id]:
                 out.append(h)
         return out
@@ -263,12 +256,11 @@ class Assistant:
                             max_tokens, previous)
 
     def _previous_turns(self, user: User, conversation_id: str) -> tuple[Any, list[dict[str, str]]]:
-        with self._lock:
-            version = self.ws.catalog.get(user, conversation_id)  # NotFound if absent or unreadable
-            if version.kind != "conversation":
-                raise UsageError(f"{conversation_id} is a {version.kind}, not a conversation: pass the "
-                                 "conversation_id an earlier answer returned")
-            record = json.loads(self.ws.catalog.read_bytes(user, conversation_id))
+        version = self.ws.catalog.get(user, conversation_id)  # NotFound if absent or unreadable
+        if version.kind != "conversation":
+            raise UsageError(f"{conversation_id} is a {version.kind}, not a conversation: pass the "
+                             "conversation_id an earlier answer returned")
+        record = json.loads(self.ws.catalog.read_bytes(user, conversation_id))
         messages = [{"role": m["role"], "content": m["content"]} for m in record.get("messages", [])
                     if isinstance(m, dict) and m.get("role") in ("user", "assistant")
                     and isinstance(m.get("content"), str)]
@@ -295,30 +287,26 @@ class Assistant:
         }
         parents = tuple(dict.fromkeys([*(c.version_id for c in stream.citations),
                                        *([stream.previous.id] if stream.previous is not None else [])]))
-        with self._lock:
+        with self.ws.transaction():  # the conversation and its audit entry, together or not at all
             version = self.ws.catalog.put(
                 stream.user, json.dumps(record, ensure_ascii=False, indent=1).encode(),
                 name=f"conversation {record['created_at']}", kind="conversation",
                 label=stream.label, parents=parents, text=f"{stream.question}\n\n{text}",
                 metadata={"found": found, "citations": len(stream.citations)},
             )
-        answer.conversation_id = version.id
-        self._audit(stream.user, "assistant.ask", version.id, {
-            "question_sha256": hashlib.sha256(stream.question.encode()).hexdigest(),
-            "retrieved": answer.retrieved,
-            "label": format_label(stream.label),
-            "found": found,
-            "withdrawn": checked.withdrawn,
-            "follows": stream.previous.id if stream.previous is not None else None,
-        })
+            answer.conversation_id = version.id
+            self._audit(stream.user, "assistant.ask", version.id, {
+                "question_sha256": hashlib.sha256(stream.question.encode()).hexdigest(),
+                "retrieved": answer.retrieved,
+                "label": format_label(stream.label),
+                "found": found,
+                "withdrawn": checked.withdrawn,
+                "follows": stream.previous.id if stream.previous is not None else None,
+            })
         return answer
 
     def _audit(self, user: User, action: str, target: str | None, detail: dict[str, Any]) -> None:
-        with self._lock:
-            self.ws.audit.record(user.name, action, target, detail)
-            flush = getattr(self.ws, "flush", None)
-            if callable(flush):
-                flush()
+        self.ws.audit.record(user.name, action, target, detail)
 
 
 def _relevant(hit: Hit) -> bool:

@@ -24,7 +24,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from casemate.assistant.config import section
 from casemate.assistant.pipeline import MAX_K, MAX_QUERY_CHARS, Assistant
 from casemate.errors import CasemateError
 from casemate.security.labels import format_label
@@ -102,12 +101,11 @@ def _static(name: str) -> bytes:
 def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: int | None = None,
                login_per_minute: int = 10) -> FastAPI:
     """The app over an open workspace (the caller closes it)."""
-    cfg = section(ws, "server")
     assistant = assistant or Assistant(ws)
-    limiter = RateLimiter(rate_per_minute or int(cfg.get("rate_per_minute", 60)))
+    limiter = RateLimiter(rate_per_minute or ws.config.server.rate_per_minute)
     login_limiter = RateLimiter(login_per_minute)
     sessions: dict[str, tuple[str, float]] = {}
-    lock = assistant._lock  # the workspace's database is shared with the assistant
+    lock = threading.Lock()  # guards `sessions` (the workspace's services are thread-safe themselves)
 
     app = FastAPI(title="Casemate assistant", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json",
@@ -162,13 +160,13 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
         user: User | None = None
         with lock:
             session = sessions.get(token)
-            try:
-                if session is not None and session[1] > time.time():
-                    user = ws.acting_user(session[0])
-                elif session is None:
-                    user = ws.tokens.authenticate(token)
-            except CasemateError:
-                user = None  # disabled or removed since the session began
+        try:
+            if session is not None and session[1] > time.time():
+                user = ws.acting_user(session[0])
+            elif session is None:
+                user = ws.tokens.authenticate(token)
+        except CasemateError:
+            user = None  # disabled or removed since the session began
         if user is None or user.disabled:
             raise ApiError(401, "invalid or expired token", "authentication_error", {"WWW-Authenticate": "Bearer"})
         limiter.check(user.name)
@@ -199,11 +197,7 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
         """Exchange a user name and password for a session token (8 hours)."""
         client = request.client.host if request.client else "?"
         login_limiter.check(f"{client}|{body.username}")
-        with lock:
-            user = ws.users.authenticate(body.username, body.password)
-            flush = getattr(ws, "flush", None)
-            if callable(flush):
-                flush()
+        user = ws.users.authenticate(body.username, body.password)  # argon2: slow, outside any lock
         if user is None or user.disabled:
             raise ApiError(401, "wrong user name or password", "authentication_error")
         token = "cms_" + secrets.token_urlsafe(32)
