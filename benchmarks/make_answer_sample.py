@@ -1,7 +1,7 @@
 """The fixed, stratified sample of the French answer set that the CI gate runs.
 
-Every 13th answerable question (8 of 105), every 5th off-corpus one (2 of 14) and every 3rd
-withheld one (2 of 6), in file order: the sample is a pure function of the full set, so it changes
+Every 21st answerable question (5 of 105), every 7th off-corpus one (2 of 14) and the first
+withheld one (1 of 6), in file order: the sample is a pure function of the full set, so it changes
 only when the set does. Run: python benchmarks/make_answer_sample.py
 """
 
@@ -16,7 +16,7 @@ DATA = Path(__file__).parent / "data"
 def main() -> None:
     doc = json.loads((DATA / "fr_cnil_answers.json").read_text(encoding="utf-8"))
     counters = {"answerable": 0, "impossible": 0, "withheld": 0}
-    step = {"answerable": 13, "impossible": 5, "withheld": 3}
+    step = {"answerable": 21, "impossible": 7, "withheld": 6}
     data = []
     for article in doc["data"]:
         paragraphs = []

@@ -173,11 +173,13 @@ def eval_retrieval_cmd(file: Path, corpus: Path | None, rankings: tuple[str, ...
               help="SQuAD file holding the paragraphs FILE refers to by id ('ref').")
 @click.option("--whole-corpus", is_flag=True, help="Index every paragraph of --corpus (distractors), not only "
               "those FILE refers to.")
-@click.option("--max-tokens", default=96, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--max-tokens", default=64, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--log", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Append one JSON line per answered question to this file, as the run goes.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, with the per-question results.")
 @click.pass_context
 def eval_answers_cmd(ctx: click.Context, file: Path, corpus: Path | None, whole_corpus: bool, max_tokens: int,
-                     as_json: bool) -> None:
+                     log: Path | None, as_json: bool) -> None:
     """Answer quality on FILE (SQuAD with answers): token F1, answer recall, citation accuracy,
     not-found accuracy, seconds per answer. Uses the --home workspace's engine when there is one."""
     from casemate.assistant.engine import engine_from_settings
@@ -188,7 +190,7 @@ def eval_answers_cmd(ctx: click.Context, file: Path, corpus: Path | None, whole_
     index_bar, bar = _Bar("indexing"), _Bar("answers")
     try:
         result = evaluate_answers(file, corpus=corpus, engine=engine, whole_corpus=whole_corpus,
-                                  max_tokens=max_tokens, progress=bar, index_progress=index_bar)
+                                  max_tokens=max_tokens, progress=bar, index_progress=index_bar, log=log)
     finally:
         index_bar.close()
         bar.close()

@@ -33,6 +33,7 @@ class Question:
     answers: tuple[str, ...]
     impossible: bool
     gold: frozenset[str]  # paragraph keys whose citation is right (empty when not answerable)
+    order: int = 0  # position in the file: questions are asked in file order
 
 
 @dataclass(slots=True)
@@ -60,6 +61,7 @@ def load_set(path: Path, corpus: Path | None = None) -> list[Paragraph]:
         raise UsageError(f"{path}: not SQuAD format: expected an object with a 'data' list")
     refs: dict[str, tuple[str, str]] | None = None
     out: dict[str, Paragraph] = {}
+    order = 0
     for i, article in enumerate(doc["data"]):
         paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
         if not isinstance(paragraphs, list):
@@ -91,7 +93,8 @@ def load_set(path: Path, corpus: Path | None = None) -> list[Paragraph]:
                 impossible = bool(q.get("is_impossible")) or target.withheld
                 gold = frozenset() if impossible else frozenset([key, *(str(x) for x in q.get("also") or [])])
                 target.questions.append(Question(str(q.get("id") or f"{key}/{n}"), q["question"].strip(), answers,
-                                                 impossible, gold))
+                                                 impossible, gold, order))
+                order += 1
     if not out:
         raise UsageError(f"{path}: no paragraph to index")
     return list(out.values())
@@ -256,11 +259,13 @@ class AnswerEval:
 
 
 def evaluate_answers(path: Path, *, corpus: Path | None = None, engine: Any = None, embedder: Any = None,
-                     whole_corpus: bool = False, max_tokens: int = 96, progress: Progress | None = None,
-                     index_progress: Progress | None = None) -> AnswerEval:
-    """Ask every question of FILE, score the answers against the references."""
+                     whole_corpus: bool = False, max_tokens: int = 64, progress: Progress | None = None,
+                     index_progress: Progress | None = None, log: Path | None = None) -> AnswerEval:
+    """Ask every question of FILE (in file order), score the answers against the references.
+    `log` receives one JSON line per question as it is answered (long runs can be read while
+    they go)."""
     paragraphs = load_set(path, corpus)
-    questions = [q for p in paragraphs for q in p.questions]
+    questions = sorted((q for p in paragraphs for q in p.questions), key=lambda q: q.order)
     if not questions:
         raise UsageError(f"{path}: no question to ask")
     extra: list[Paragraph] = []
@@ -299,6 +304,9 @@ def evaluate_answers(path: Path, *, corpus: Path | None = None, engine: Any = No
                 row.update(f1=round(f1, 4), recall=round(rec, 4), gold=sorted(q.gold),
                            citation_ok=cites[-1])
             result.results.append(row)
+            if log is not None:
+                with open(log, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             if progress is not None:
                 progress(n, len(questions))
     finally:

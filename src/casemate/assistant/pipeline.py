@@ -29,7 +29,7 @@ from casemate.assistant.prompts import NOT_FOUND, build_messages
 from casemate.assistant.safety import StreamNeutraliser
 from casemate.assistant.search import Fusion, Hit, SearchIndex
 from casemate.assistant.storage import IndexStore
-from casemate.assistant.textproc import language_of
+from casemate.assistant.textproc import language_of, tokenize
 from casemate.errors import NotFound, UsageError
 from casemate.security.labels import BOTTOM, Label, format_label, lub
 from casemate.security.policy import User, can_read
@@ -39,7 +39,10 @@ __all__ = ["INDEXED_KINDS", "NOT_FOUND", "Answer", "AnswerStream", "Assistant", 
 
 MAX_QUERY_CHARS = 2000
 MAX_K = 50
-CONTEXT_CHUNKS = 4
+# measured on benchmarks/data/fr_cnil_answers.json: the paragraph holding the answer is among the
+# first two retrieved for every answerable question (first for 93 %), and each extra source costs
+# ~200 prompt tokens, i.e. seconds per answer on one core (docs/benchmarks.md)
+CONTEXT_CHUNKS = 2
 MAX_HISTORY = 8  # earlier messages kept in the prompt
 # e5 cosine similarities sit in a narrow band; below this a chunk with no shared content word is
 # treated as unrelated (calibrated on benchmarks/data/fr_legal_squad.json: see docs/assistant.md).
@@ -158,6 +161,8 @@ class AnswerStream:
             pieces.append(tail)
             yield tail
         checked = prompts.check_answer("".join(pieces), self.question, self.hits, self.language)
+        if not (checked.refused or checked.withdrawn) and not self._assistant.addresses(self.question, checked.text):
+            checked = prompts.Checked(NOT_FOUND[self.language], (), True, False, checked.grounding)
         self.answer = self._assistant._finish(self, checked)
 
     def run(self) -> Answer:
@@ -265,6 +270,17 @@ class Assistant:
                     if isinstance(m, dict) and m.get("role") in ("user", "assistant")
                     and isinstance(m.get("content"), str)]
         return version, messages
+
+    def addresses(self, question: str, answer: str) -> bool:
+        """Does the answer speak to the question? An answer built from the sources but about
+        something else (the model copying an unrelated source) is taken for "not found". The
+        threshold belongs to the embedder (`answer_min_cosine`; 0 disables the check)."""
+        threshold = float(getattr(self.embedder, "answer_min_cosine", 0.0))
+        if threshold <= 0 or len(tokenize(answer)) < 4:  # "Oui [1]." stands on its source
+            return True
+        q = self.embedder.embed_query(question)
+        a = self.embedder.embed_passages([prompts.strip_citations(answer)])[0]
+        return float(q @ a) >= threshold
 
     def ask(self, user: User, question: str, **kwargs: Any) -> Answer:
         return self.ask_stream(user, question, **kwargs).run()
