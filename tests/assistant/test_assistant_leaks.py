@@ -1,5 +1,5 @@
 """No canary above the user's clearance ever shows: retrieval layer (10,000 randomised cases) and the
-full LLM path (a smaller sample, real SmolLM2 + e5)."""
+full answer path with the fast stand-ins (the real models run in the CLI test and the gates)."""
 
 from __future__ import annotations
 
