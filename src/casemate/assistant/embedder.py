@@ -31,7 +31,7 @@ class E5Embedder:
     name = "multilingual-e5-small-q4"
     # cosine(query: question, passage: answer) below which an answer is taken not to address the
     # question (calibrated on the CNIL answer set: docs/assistant.md)
-    answer_min_cosine = 0.865
+    answer_min_cosine = 0.82
 
     def __init__(self, model_path: str | None = None) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per process (measured: see benchmarks)

@@ -285,7 +285,8 @@ def evaluate_answers(path: Path, *, corpus: Path | None = None, engine: Any = No
             answer = scratch.assistant.ask(scratch.admin, q.text, max_tokens=max_tokens)
             seconds = time.perf_counter() - t0
             times.append(seconds)
-            row: dict[str, Any] = {"id": q.id, "question": q.text, "answer": answer.text, "found": answer.found,
+            row: dict[str, Any] = {"id": q.id, "question": q.text, "answer": answer.text, "draft": answer.draft,
+                                   "found": answer.found,
                                    "withdrawn": answer.withdrawn, "seconds": round(seconds, 2),
                                    "expected": list(q.answers), "impossible": q.impossible}
             cited_keys = [scratch.key_of[answer.citations[c - 1].version_id] for c in answer.cited

@@ -86,6 +86,7 @@ class Answer:
     conversation_id: str | None = None
     cited: list[int] = field(default_factory=list)  # the source numbers the text cites
     withdrawn: bool = False  # the model's text failed the check against the sources
+    draft: str = ""  # what the model wrote, before the check (evaluations read it; not in to_json)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -136,6 +137,7 @@ class AnswerStream:
         self._max_tokens = max_tokens
         self.stats: dict[str, Any] = {}  # the engine's own token counts and timings, once done
         self.answer: Answer | None = None
+        self.draft = ""
         self._iterated = False
 
     def __iter__(self) -> Iterator[str]:
@@ -160,7 +162,8 @@ class AnswerStream:
         if tail:
             pieces.append(tail)
             yield tail
-        checked = prompts.check_answer("".join(pieces), self.question, self.hits, self.language)
+        self.draft = "".join(pieces)
+        checked = prompts.check_answer(self.draft, self.question, self.hits, self.language)
         if not (checked.refused or checked.withdrawn) and not self._assistant.addresses(self.question, checked.text):
             checked = prompts.Checked(NOT_FOUND[self.language], (), True, False, checked.grounding)
         self.answer = self._assistant._finish(self, checked)
@@ -290,7 +293,7 @@ class Assistant:
         text = checked.text
         answer = Answer(stream.question, text, stream.citations, stream.label, found, stream.language,
                         [f"{h.version_id}#{h.chunk_id}" for h in stream.hits], cited=list(checked.cited),
-                        withdrawn=checked.withdrawn)
+                        withdrawn=checked.withdrawn, draft=stream.draft)
         record = {
             "format": "casemate-conversation/1",
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
