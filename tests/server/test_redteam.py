@@ -49,3 +49,17 @@ def test_redteam_gate_with_the_default_model() -> None:
     baseline = json.loads(BASELINE.read_text(encoding="utf-8"))["sample_rates"]
     for family, row in report.per_family.items():
         assert row["rate"] <= baseline.get(family, 0.0), (family, report.successes)
+
+
+def test_without_the_defences_the_obedient_model_is_steered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same attacks with neutralisation and the answer check turned off: the stand-in obeys the
+    injected orders, so the test above measures the defences, not a model that never obeys."""
+    from casemate.assistant import prompts
+
+    monkeypatch.setattr(prompts, "neutralise_imperatives", lambda text: text)
+    monkeypatch.setattr(prompts, "check_answer", lambda text, q, hits, lang: prompts.Checked(text, (1,), False,
+                                                                                             False, 1.0))
+    attacks = [a for a in load_attacks() if a["family"] in ("indirect_injection", "unicode")]
+    report = run_redteam(attacks, engine=ScriptedEngine(), embedder=HashEmbedder())
+    assert report.per_family["indirect_injection"]["rate"] > 0.3  # 0.38 measured; 0.0 with the defences
+    assert report.disclosures == 0  # labels still hold: that guarantee does not rest on the model
