@@ -19,6 +19,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 # Coordinates are kept to a thousandth of a pixel: a normalised value written with 8 decimals
 # reads back to the same pixel value, so import -> export -> import is exact.
 PX_DECIMALS = 3
+IO_THREADS = 4
 # Objects cut by the image edge are common in real labels: a box whose centre is inside is kept
 # (an axis-aligned one clipped to the image, as Ultralytics does); one whose centre is outside is
 # an error.
@@ -163,12 +164,32 @@ def _clip_bbox(x0: float, y0: float, bw: float, bh: float, w: int, h: int) -> li
     return [_r(x0), _r(y0), _r(x1 - x0), _r(y1 - y0)]
 
 
-def _size_or_problem(img: Path, res: ReadResult) -> tuple[int, int] | None:
+def _size_or_problem(img: Path, res: ReadResult, known: dict[Path, Any] | None = None) -> tuple[int, int] | None:
+    got = known.get(img) if known is not None else None
+    if got is None:
+        got = _try_size(img)
+    if isinstance(got, tuple):
+        return got
+    res.problems.append(Problem(str(img), None, f"not a readable image ({got}): replace the file"))
+    return None
+
+
+def _try_size(img: Path) -> tuple[int, int] | str:
     try:
         return image_size(img)
     except Exception as exc:  # PIL raises many kinds for a damaged file
-        res.problems.append(Problem(str(img), None, f"not a readable image ({type(exc).__name__}): replace the file"))
-        return None
+        return type(exc).__name__
+
+
+def _prefetch(paths: list[Path], labels: list[Path] | None = None) -> tuple[dict[Path, Any], dict[Path, str]]:
+    """Image sizes and label texts read from a few threads: small-file reads are latency-bound."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(IO_THREADS) as pool:
+        sizes = dict(zip(paths, pool.map(_try_size, paths), strict=True))
+        texts = dict(zip(labels, pool.map(lambda p: p.read_text(encoding="utf-8", errors="replace"), labels),
+                         strict=True)) if labels else {}
+    return sizes, texts
 
 
 def read_yolo(root: Path, *, obb: bool = False, classes: list[str] | None = None) -> ReadResult:
@@ -189,13 +210,15 @@ def read_yolo(root: Path, *, obb: bool = False, classes: list[str] | None = None
     res.classes = list(classes)
     want = 9 if obb else 5
     shape = "class x1 y1 x2 y2 x3 y3 x4 y4" if obb else "class cx cy w h"
-    for rel, img, lab in _pair(_images_under(img_root), _labels_under(label_root), res, img_root, label_root):
-        size = _size_or_problem(img, res)
+    pairs = _pair(_images_under(img_root), _labels_under(label_root), res, img_root, label_root)
+    sizes, texts = _prefetch([p[1] for p in pairs], [p[2] for p in pairs])
+    for rel, img, lab in pairs:
+        size = _size_or_problem(img, res, sizes)
         if size is None:
             continue
         w, h = size
         objects = []
-        for n, line in enumerate(lab.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        for n, line in enumerate(texts[lab].splitlines(), 1):
             parts = line.split()
             if not parts:
                 continue
@@ -241,14 +264,16 @@ def read_dota(root: Path, *, classes: list[str] | None = None) -> ReadResult:
         res.problems.append(Problem(str(root), None, "expected the DOTA layout images/ + labelTxt/"))
         return res
     seen: dict[str, None] = {}
-    for rel, img, lab in _pair(_images_under(img_root), _labels_under(label_root), res, img_root, label_root):
-        size = _size_or_problem(img, res)
+    pairs = _pair(_images_under(img_root), _labels_under(label_root), res, img_root, label_root)
+    sizes, texts = _prefetch([p[1] for p in pairs], [p[2] for p in pairs])
+    for rel, img, lab in pairs:
+        size = _size_or_problem(img, res, sizes)
         if size is None:
             continue
         w, h = size
         objects = []
         gsd = None
-        for n, line in enumerate(lab.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        for n, line in enumerate(texts[lab].splitlines(), 1):
             line = line.strip()
             if not line or line.startswith("imagesource:"):
                 continue
