@@ -91,3 +91,34 @@ def coco_folder(root: Path, n: int = 3, size: tuple[int, int] = (70, 50)) -> Pat
     cats = [{"id": 3, "name": "car"}, {"id": 7, "name": "airplane"}]
     (root / "instances.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return root
+
+
+TINY_CLASSES = ("ship/cargo/container_ship", "aircraft/airliner/narrowbody")
+# A few steps of a very small network: what the job tests need to exercise the whole path.
+TINY_PARAMS = {"epochs": 2, "batch": 4, "width": 4, "crop": 96, "tile": 96, "lr": 4e-3, "threads": 1}
+
+
+def synthetic_dota(root: Path, n: int = 8, seed: int = 11, size: int = 96) -> Path:
+    """Synthetic scenes (ships, aircraft) in DOTA layout, from imagery's scene generator."""
+    from casemate.imagery.synth import write_dataset
+
+    write_dataset(root, n, seed=seed, size=size, classes=TINY_CLASSES)
+    (root / "dataset.json").unlink(missing_ok=True)
+    return root
+
+
+def wait_state(ws, job_id: str, states: tuple[str, ...], timeout: float = 120.0, what=None):  # type: ignore[no-untyped-def]
+    import time
+
+    from casemate.factory.executors import reconcile
+    from casemate.factory.jobs import JobStore
+
+    store = JobStore(ws)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = reconcile(ws, store.get_raw(job_id))
+        if job.state in states and (what is None or what(job)):
+            return job
+        time.sleep(0.1)
+    job = store.get_raw(job_id)
+    raise AssertionError(f"job {job_id} still {job.state} after {timeout} s; log:\n{job.log}")

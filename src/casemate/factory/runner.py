@@ -1,0 +1,84 @@
+"""The process a job runs in, whatever the executor: `python -m casemate.factory.runner --home H JOB`.
+
+It opens the workspace, acts as the job's submitter (reads go through the read policy as that
+user), marks the job running, runs the job's kind, and records the result or the error in the
+job table. Run again on the same job (a requeue after preemption), it resumes from the job's
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from casemate.errors import CasemateError
+from casemate.factory.jobs import TERMINAL, Job, JobStore
+
+
+class Reporter:
+    """What a job's payload uses to say how far it got."""
+
+    def __init__(self, store: JobStore, job_id: str, actor: str) -> None:
+        self.store, self.job_id, self.actor = store, job_id, actor
+
+    def log(self, message: str, progress: float | None = None) -> None:
+        self.store.update(self.job_id, log=message, progress=progress, actor=self.actor)
+
+
+def _train_detector(ws: Any, user: Any, job: Job, rep: Reporter) -> dict[str, Any]:
+    from casemate.factory.training import train_detector
+
+    return train_detector(ws, user, job, rep)
+
+
+KINDS: dict[str, Callable[..., dict[str, Any]]] = {"train-detector": _train_detector}
+
+
+def run_job(home: str, job_id: str) -> dict[str, Any] | None:
+    from casemate.workspace import Workspace
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    ws = Workspace.open(home)
+    store = JobStore(ws)
+    try:
+        job = store.get_raw(job_id)
+        if job.state in TERMINAL:
+            return job.result
+        attempts_file = ws.home / "jobs" / job_id / "attempts"
+        attempts_file.parent.mkdir(parents=True, exist_ok=True)
+        attempt = int(attempts_file.read_text() or 0) + 1 if attempts_file.exists() else 1
+        attempts_file.write_text(str(attempt))
+        user = ws.acting_user(job.submitted_by)
+        where = os.environ.get("SLURM_JOB_ID")
+        store.update(job_id, state="running", actor=user.name,
+                     log=f"attempt {attempt} on {socket.gethostname()} pid {os.getpid()}"
+                     + (f" (slurm job {where})" if where else ""))
+        result = KINDS[job.kind](ws, user, job, Reporter(store, job_id, user.name))
+        store.update(job_id, state="completed", progress=1.0, result=result, log="completed", actor=user.name)
+        return result
+    except CasemateError as exc:
+        store.update(job_id, state="failed", log=f"error: {exc.message}")
+        return None
+    except BaseException as exc:
+        tail = "".join(traceback.format_exception(exc)[-6:])
+        store.update(job_id, state="failed", log=f"internal error: {type(exc).__name__}: {exc}\n{tail}")
+        raise
+    finally:
+        ws.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="casemate.factory.runner")
+    ap.add_argument("--home", required=True)
+    ap.add_argument("job_id")
+    args = ap.parse_args(argv)
+    return 0 if run_job(args.home, args.job_id) is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
