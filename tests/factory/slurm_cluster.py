@@ -62,6 +62,7 @@ class SlurmCluster:
         os.chmod(key, 0o400)
         node = socket.gethostname()
         ctl_port, d_port = _free_port(), _free_port()
+        # cred_expire: a requeued job may start again cred_expire + 1 s later (120 s by default).
         self.conf.write_text(f"""\
 ClusterName=casemate-test
 SlurmctldHost={node}(127.0.0.1)
@@ -71,7 +72,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={r}/munge/munge.socket
+AuthInfo=socket={r}/munge/munge.socket,cred_expire=5
 StateSaveLocation={r}/state
 SlurmdSpoolDir={r}/spool/%n
 SlurmctldPidFile={r}/slurmctld.pid
@@ -94,7 +95,7 @@ SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
 MinJobAge=300
-KillWait=5
+KillWait=2
 JobRequeue=1
 PluginDir=/usr/lib/x86_64-linux-gnu/slurm-wlm
 NodeName={node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory=1000 State=UNKNOWN
