@@ -95,7 +95,7 @@ def coco_folder(root: Path, n: int = 3, size: tuple[int, int] = (70, 50)) -> Pat
 
 TINY_CLASSES = ("ship/cargo/container_ship", "aircraft/airliner/narrowbody")
 # A few steps of a very small network: what the job tests need to exercise the whole path.
-TINY_PARAMS = {"epochs": 2, "batch": 4, "width": 4, "crop": 96, "tile": 96, "lr": 4e-3, "threads": 1}
+TINY_PARAMS = {"epochs": 2, "batch": 4, "width": 4, "crop": 96, "tile": 256, "lr": 4e-3, "threads": 1}
 
 
 def synthetic_dota(root: Path, n: int = 8, seed: int = 11, size: int = 96) -> Path:
