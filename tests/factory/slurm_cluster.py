@@ -84,7 +84,7 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
-SchedulerParameters=sched_interval=1
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=50000,sched_interval=1
 MpiDefault=none
 ReturnToService=2
 JobAcctGatherType=jobacct_gather/none
