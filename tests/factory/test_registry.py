@@ -195,3 +195,37 @@ def test_a_derived_model_label_never_goes_down(reg) -> None:
         registry.register_model(ws, sam, m.folder, dataset=ds, dataset_manifest=get_dataset(ws, sam, ds.id)[1],
                                 label="NP")
     assert parse_label("DR") == m.version.label
+
+
+def test_detect_with_the_production_model_and_lineage_labels_never_go_down(reg, cm) -> None:
+    """dataset -> model -> detections, through the detector's own command; labels only go up."""
+    ws, t = reg
+    sam = ws.acting_user("sam")
+    registry.promote(ws, sam, t["strong"], alias="production")
+    ref = registry.resolve_detector_ref(ws, sam, "production")
+    assert ref == t["strong"]
+    from casemate.factory.datasets import get_dataset
+
+    image = get_dataset(ws, sam, t["dataset"])[1]["items"][0]["image"]
+    rc, out, err = cm("--as", "sam", "detect", image, "--model", ref, "--workers", "1", "--json")
+    assert rc == 0, err
+    det = json.loads(out)[0]
+    assert det["model_version"] == t["strong"]
+    tree = ws.catalog.lineage(sam, det["version"])
+
+    def walk(node: dict, seen: list) -> None:
+        seen.append(node["kind"])
+        for p in node["parents"]:
+            assert parse_label(node["label"]).dominates(parse_label(p["label"])), (node, p)
+            walk(p, seen)
+
+    kinds: list = []
+    walk(tree, kinds)
+    assert {"detections", "model", "dataset", "annotation", "image"} <= set(kinds)
+    # a tampered production model is refused before it detects anything
+    folder = registry.load_model(ws, sam, "production").folder
+    os.chmod(folder / "model.onnx", 0o644)
+    with open(folder / "model.onnx", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(IntegrityError):
+        registry.resolve_detector_ref(ws, sam, "production")

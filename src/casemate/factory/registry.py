@@ -413,3 +413,20 @@ def _previous_holder(ws: Workspace, alias: str, current: str) -> str | None:
         if e.target == alias and e.detail.get("to") == current:
             return e.detail.get("from")
     return None
+
+
+def resolve_detector_ref(ws: Workspace, user: User, ref: str | None) -> str | None:
+    """What `casemate detect --model REF` should load: an alias ("production") or a registered
+    model's id becomes that model's version id, after the full check of `load_model` (signature,
+    blob, every file); anything else (a path, "default", an unsigned id) is returned unchanged."""
+    if not ref:
+        return ref
+    target = alias_target(ws, ref)
+    if target is None:
+        try:
+            v = ws.catalog.get(user, ref, audit=False)
+        except NotFound:
+            return ref
+        if v.kind != "model" or "registry" not in v.metadata:
+            return ref
+    return load_model(ws, user, ref).version.id
