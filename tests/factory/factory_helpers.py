@@ -30,6 +30,7 @@ FACTORY_COMMANDS = {
     "jobs": "casemate.factory.cli:jobs_group",
     "train": "casemate.factory.cli:train_group",
     "models": "casemate.factory.cli:models_group",
+    "check-labels": "casemate.factory.cli:check_labels_cmd",
 }
 
 

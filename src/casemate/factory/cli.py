@@ -6,7 +6,6 @@ Thin: each command parses, calls the library in casemate.factory, prints.
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
@@ -148,11 +147,6 @@ def dataset_show_cmd(ctx: click.Context, dataset_id: str, as_json: bool) -> None
             click.echo(f"{k:14s} {val}")
 
 
-def _fail(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(1)
-
-
 # -- jobs ----------------------------------------------------------------------------------------
 @click.group("jobs")
 def jobs_group() -> None:
@@ -245,7 +239,7 @@ def jobs_cancel_cmd(ctx: click.Context, job_id: str) -> None:
 # -- train ---------------------------------------------------------------------------------------
 @click.group("train")
 def train_group() -> None:
-    """Submit a training job: detector (label-advisor not built yet)."""
+    """Submit a training job: detector, label-advisor."""
 
 
 @train_group.command("detector")
@@ -401,3 +395,54 @@ def models_rollback_cmd(ctx: click.Context, alias: str) -> None:
     st = state_of(ctx)
     res = rollback(st.workspace(), st.user(), alias)
     click.echo(f"{alias} -> {res['model'] or '(unset)'} (was {res['previous']})")
+
+
+@train_group.command("label-advisor")
+@click.option("--executor", default=None, type=click.Choice(["local", "slurm"]))
+@click.option("--kind", default="document", show_default=True, help="Catalog kind to learn from.")
+@click.option("--holdout", default=0.2, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--wait", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def train_advisor_cmd(ctx: click.Context, executor: str | None, kind: str, holdout: float, seed: int, wait: bool,
+                      as_json: bool) -> None:
+    """Learn, from the labelled documents you may read, to predict a document's level."""
+    from casemate.factory.advisor import submit_advisor_training
+    from casemate.factory.settings import factory_settings
+
+    st = state_of(ctx)
+    ws = st.workspace()
+    job = submit_advisor_training(ws, st.user(), executor=executor or factory_settings(ws).executor, kind=kind,
+                                  holdout=holdout, seed=seed)
+    if wait:
+        from casemate.factory.service import wait_job
+
+        job = wait_job(ws, st.user(), job.id)
+    if as_json:
+        _echo_json(job.to_json())
+    else:
+        click.echo(f"{job.id} {job.state}" + (f" {json.dumps(job.result)}" if job.result else ""))
+    if wait and job.state != "completed":
+        ctx.exit(1)
+
+
+@click.command("check-labels")
+@click.option("--kind", default="document", show_default=True)
+@click.option("--model", default="label-advisor", show_default=True, help="Advisor model id or alias (default: newest).")
+@click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def check_labels_cmd(ctx: click.Context, kind: str, model: str, threshold: float, as_json: bool) -> None:
+    """Flag versions whose text looks more sensitive than their label (score: P(higher level))."""
+    from casemate.factory.advisor import check_labels
+
+    st = state_of(ctx)
+    flags = check_labels(st.workspace(), st.user(), model=model, kind=kind, threshold=threshold)
+    if as_json:
+        _echo_json([f.to_json() for f in flags])
+        return
+    if not flags:
+        click.echo("no version looks under-labelled")
+    for f in flags:
+        click.echo(f"{f.id}  labelled {f.label:<8} looks {f.predicted:<3} score {f.score:.2f}  {f.name}")

@@ -27,6 +27,8 @@ from casemate.factory.jobs import TERMINAL, Job, JobStore
 if TYPE_CHECKING:
     from casemate.workspace import Workspace
 
+# How long a job whose batch script ended may take to report its end before it counts as lost.
+GRACE_S = 15.0
 SLURM_ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
                "DEADLINE", "PREEMPTED")
 
@@ -220,6 +222,12 @@ def executor_for(ws: Workspace, name: str, **params: Any) -> Executor:
     raise UsageError(f"unknown executor {name!r}: use local or slurm")
 
 
+def _age_s(stamp: str) -> float:
+    from datetime import UTC, datetime
+
+    return (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()
+
+
 def reconcile(ws: Workspace, job: Job) -> Job:
     """The job's state, corrected by what its scheduler knows (a process that died silently)."""
     if job.state in TERMINAL or not job.external_id:
@@ -235,8 +243,8 @@ def reconcile(ws: Workspace, job: Job) -> Job:
         fresh = store.get_raw(job.id)  # the process may have reported its end meanwhile
         if fresh.state in TERMINAL:
             return fresh
-        if sched == "COMPLETED":
-            # The batch script ended: give the job's process a moment to have committed.
+        if sched == "COMPLETED" and _age_s(fresh.updated_at) < GRACE_S:
+            # The batch script ended a moment ago: its last report may still be committing.
             return fresh
         final = "cancelled" if sched == "CANCELLED" else "failed"
         return store.update(job.id, state=final,

@@ -124,51 +124,66 @@ def register_model(ws: Workspace, user: User, folder: Path, *, dataset: Version,
                    base: Version | None = None, training: dict[str, Any] | None = None,
                    metrics: dict[str, Any] | None = None, job_id: str | None = None,
                    label: str | None = None) -> Version:
-    """Sign and store the model in `folder` (model.onnx + manifest.json + what training wrote)."""
+    """Sign and store the detector in `folder` (model.onnx + manifest.json + what training wrote)."""
     folder = Path(folder)
-    det_manifest_path = folder / "manifest.json"
-    onnx = folder / "model.onnx"
-    if not onnx.is_file() or not det_manifest_path.is_file():
+    if not (folder / "model.onnx").is_file() or not (folder / "manifest.json").is_file():
         raise UsageError(f"{folder}: a model folder holds model.onnx and manifest.json")
-    det_manifest = json.loads(det_manifest_path.read_text(encoding="utf-8"))
-    files = {p.name: {"sha256": _sha256_file(p), "size": p.stat().st_size}
-             for p in sorted(folder.iterdir()) if p.is_file() and p.name not in SIGNED_FILES}
-    bad = [n for n in files if n.endswith((".pt", ".pth", ".pkl", ".pickle", ".bin"))]
-    if bad:
-        raise UsageError(f"{folder}: pickle-format files are not accepted ({', '.join(bad)}): use safetensors")
+    det_manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     inputs: list[dict[str, Any]] = [{
         "role": "dataset", "id": dataset.id, "sha256": dataset.sha256, "label": format_label(dataset.label),
         "items": [[it["image_sha256"], it["annotation_sha256"]] for it in dataset_manifest["items"]],
     }]
-    parents = [dataset.id]
+    parents = [dataset]
     if base is not None:
         inputs.append({"role": "base", "id": base.id, "sha256": base.sha256, "label": format_label(base.label)})
-        parents.append(base.id)
-    bound = lub([dataset.label] + ([base.label] if base is not None else []))
+        parents.append(base)
+    return register_folder(ws, user, folder, main="model.onnx", role="imagery-detector", parents=parents,
+                           inputs=inputs, fields={
+                               "name": det_manifest.get("name") or folder.name,
+                               "taxonomy": det_manifest.get("classes"),
+                               "input_size": det_manifest.get("input_size"),
+                               "gsd_m": det_manifest.get("training_gsd_m"),
+                               "training": training or det_manifest.get("training") or {},
+                           }, metrics=metrics, job_id=job_id, label=label)
+
+
+def register_folder(ws: Workspace, user: User, folder: Path, *, main: str, role: str, parents: list[Version],
+                    inputs: list[dict[str, Any]], fields: dict[str, Any], metrics: dict[str, Any] | None = None,
+                    job_id: str | None = None, label: str | None = None) -> Version:
+    """Sign a model folder (its `main` file is the catalog blob; manifest.json its own manifest)
+    and store it as a version derived from `parents` (label: at least their lub)."""
+    folder = Path(folder)
+    own_manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    files = {p.name: {"sha256": _sha256_file(p), "size": p.stat().st_size}
+             for p in sorted(folder.iterdir()) if p.is_file() and p.name not in SIGNED_FILES}
+    if main not in files:
+        raise UsageError(f"{folder}: {main} is missing")
+    bad = [n for n in files if n.endswith((".pt", ".pth", ".pkl", ".pickle", ".bin"))]
+    if bad:
+        raise UsageError(f"{folder}: pickle-format files are not accepted ({', '.join(bad)}): use safetensors")
+    bound = lub([p.label for p in parents]) if parents else None
     manifest = {
         "format": FORMAT,
-        "name": det_manifest.get("name") or folder.name,
+        "role": role,
+        "main": main,
         "created_at": _now(),
         "created_by": user.name,
-        "label": label or format_label(bound),
-        "taxonomy": det_manifest.get("classes"),
-        "input_size": det_manifest.get("input_size"),
-        "gsd_m": det_manifest.get("training_gsd_m"),
+        "label": label or (format_label(bound) if bound is not None else "NP"),
         "metrics": metrics or {},
-        "training": training or det_manifest.get("training") or {},
         "inputs": inputs,
         "files": files,
         "code": code_version(),
         "job": job_id,
+        **fields,
     }
     key = signing_key(ws)
     body = canonical(manifest)
     sig = base64.b64encode(key.sign(body)).decode()
     digest = hashlib.sha256(body).hexdigest()
-    dest = ws.models_dir / "registry" / digest[:24]
+    reg_root = _mk(ws.models_dir / "registry")
+    dest = reg_root / digest[:24]
     if not dest.exists():
-        tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=ws.models_dir / "registry"
-                                    if (ws.models_dir / "registry").exists() else _mk(ws.models_dir / "registry")))
+        tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=reg_root))
         try:
             for name in files:
                 shutil.copyfile(folder / name, tmp / name)
@@ -181,12 +196,12 @@ def register_model(ws: Workspace, user: User, folder: Path, *, dataset: Version,
             os.replace(tmp, dest)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    meta = {"manifest": det_manifest, "role": "imagery-detector", "registry": manifest, "signature": sig,
+    meta = {"manifest": own_manifest, "role": role, "registry": manifest, "signature": sig,
             "key_id": key_id(key.public_key()), "folder": str(dest.relative_to(ws.home))}
-    v = ws.catalog.put(user, dest / "model.onnx", name=f"{manifest['name']}.onnx", kind="model",
-                       label=manifest["label"], parents=parents, metadata=meta,
+    v = ws.catalog.put(user, dest / main, name=f"{manifest.get('name') or folder.name}{Path(main).suffix}",
+                       kind="model", label=manifest["label"], parents=[p.id for p in parents], metadata=meta,
                        source_key=f"registry:{digest}")
-    ws.audit.record(user.name, "model.register", v.id, {"dataset": dataset.id, "base": base.id if base else None,
+    ws.audit.record(user.name, "model.register", v.id, {"role": role, "parents": [p.id for p in parents][:20],
                                                         "job": job_id, "label": format_label(v.label)})
     return v
 
@@ -223,8 +238,9 @@ def verify_version(ws: Workspace, v: Version) -> VerifiedModel:
         raise IntegrityError(f"{what}: its manifest's signature does not verify (altered manifest, or signed with "
                              "another key)") from None
     files = manifest.get("files") or {}
-    if "model.onnx" not in files or files["model.onnx"]["sha256"] != v.sha256:
-        raise IntegrityError(f"{what}: the catalog's blob is not the signed model.onnx")
+    main = manifest.get("main", "model.onnx")
+    if main not in files or files[main]["sha256"] != v.sha256:
+        raise IntegrityError(f"{what}: the catalog's blob is not the signed {main}")
     if not ws.blobs.verify(v.sha256):
         raise IntegrityError(f"{what}: its stored blob {v.sha256[:12]}... is damaged or missing")
     folder = ws.home / str(v.metadata.get("folder", ""))
@@ -251,7 +267,7 @@ def verify_version(ws: Workspace, v: Version) -> VerifiedModel:
         raise IntegrityError(f"{what}: {folder / 'registry.sig'} differs from the signature in the catalog")
     det = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     if det != v.metadata.get("manifest"):
-        raise IntegrityError(f"{what}: the detector manifest in the catalog differs from the signed manifest.json")
+        raise IntegrityError(f"{what}: the model manifest in the catalog differs from the signed manifest.json")
     return VerifiedModel(v, folder, manifest)
 
 

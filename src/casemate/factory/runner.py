@@ -9,6 +9,7 @@ checkpoint.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import sys
@@ -36,7 +37,18 @@ def _train_detector(ws: Any, user: Any, job: Job, rep: Reporter) -> dict[str, An
     return train_detector(ws, user, job, rep)
 
 
-KINDS: dict[str, Callable[..., dict[str, Any]]] = {"train-detector": _train_detector}
+def _train_advisor(ws: Any, user: Any, job: Job, rep: Reporter) -> dict[str, Any]:
+    from casemate.factory.advisor import train_advisor
+
+    rep.log(f"training the label advisor on the {job.spec['kind']}s {user.name} may read")
+    res = train_advisor(ws, user, kind=job.spec["kind"], holdout=job.spec["holdout"], seed=job.spec["seed"],
+                        job_id=job.id)
+    rep.log(f"held-out: {json.dumps(res['metrics'])}")
+    return res
+
+
+KINDS: dict[str, Callable[..., dict[str, Any]]] = {"train-detector": _train_detector,
+                                                   "train-label-advisor": _train_advisor}
 
 
 def run_job(home: str, job_id: str) -> dict[str, Any] | None:
