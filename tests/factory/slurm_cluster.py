@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
+BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo", "srun")
 SBIN = ("/usr/sbin", "/usr/bin")
 
 
@@ -142,8 +142,33 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscrib
         self.stop()
         raise RuntimeError(f"{what} not ready after {timeout} s; see {self.root}/log")
 
+    def _our_stepds(self) -> list[int]:
+        """Job step daemons of this cluster (their environment names our slurm.conf)."""
+        out = []
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                if (d / "comm").read_text().strip() != "slurmstepd":
+                    continue
+                env = (d / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"SLURM_CONF={self.conf}".encode() in env:
+                out.append(int(d.name))
+        return out
+
     def stop(self) -> None:
-        """Stop the daemons we started, by process id (slurmd first), and the jobs they ran."""
+        """Stop the jobs, then the daemons we started, by process id (slurmd first)."""
+        if self.pids.get("slurmctld"):
+            env = {**os.environ, **self.env}
+            subprocess.run([_which("scancel"), "--user", str(os.getuid())], env=env, capture_output=True, timeout=30)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                q = subprocess.run([_which("squeue"), "-h"], env=env, capture_output=True, text=True, timeout=30)
+                if q.returncode != 0 or not q.stdout.strip():
+                    break
+                time.sleep(0.2)
         for name in ("slurmd", "slurmctld", "munged"):
             pid = self.pids.pop(name, None)
             if pid is None:
@@ -159,3 +184,8 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscrib
                     except subprocess.TimeoutExpired:
                         os.killpg(pid, signal.SIGKILL)
                         p.wait(5)
+        for pid in self._our_stepds():  # a step daemon that outlived its slurmd
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -171,7 +171,8 @@ def test_split_is_deterministic_by_image_and_disjoint(ws, tmp_path: Path) -> Non
     mt, mh = get_dataset(ws, admin, tr.id)[1], get_dataset(ws, admin, ho.id)[1]
     a, b = {i["image"] for i in mt["items"]}, {i["image"] for i in mh["items"]}
     assert len(b) == 2 and len(a) == 8 and not a & b
-    assert tr.parents == (rep.dataset.id,) and tr.label == rep.dataset.label
+    assert set(tr.parents) == {i["annotation"] for i in mt["items"]} and tr.label == rep.dataset.label
+    assert mt["split"]["of"] == rep.dataset.id
     other = [split_dataset(ws, admin, rep.dataset.id, holdout=0.2, seed=s)[1] for s in range(4, 8)]
     assert any({i["image"] for i in get_dataset(ws, admin, h.id)[1]["items"]} != b for h in other)
     # Re-importing the images under new names keeps each image on its side (by content)

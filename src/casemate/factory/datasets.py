@@ -395,7 +395,8 @@ def export_dataset(ws: Workspace, user: User, ref: str, out: str | Path, *, fmt:
 
 # -- split -------------------------------------------------------------------------------------
 def split_dataset(ws: Workspace, user: User, ref: str, *, holdout: float, seed: int = 0) -> tuple[Version, Version]:
-    """Two datasets derived from `ref`: train and holdout, by image, the same for the same seed.
+    """Two datasets split from `ref` (train, holdout), by image, the same for the same seed; each derives
+    from its own members' annotations and names `ref` in its manifest (`split.of`).
 
     An image's side depends only on its content hash and the seed, so the split does not move when
     images are added or the dataset is re-imported.
@@ -417,7 +418,11 @@ def split_dataset(ws: Workspace, user: User, ref: str, *, holdout: float, seed: 
     for part, chosen in (("train", [i for i in range(len(items)) if i not in hold]), ("holdout", sorted(hold))):
         m = {**manifest, "name": f"{manifest['name']}:{part}", "items": [items[i] for i in chosen],
              "split": {"of": v.id, "part": part, "holdout": holdout, "seed": seed}}
-        out.append(_store_dataset(ws, user, m, [v.id], v.label, source_key=f"split:{v.id}:{seed}:{holdout}:{part}",
+        # Derived from its own members' annotations, not the whole dataset: a model trained on the
+        # train part then has no holdout image among its ancestors.
+        members = [it["annotation"] for it in m["items"]]
+        labels = [ws.catalog.get(user, a, audit=False).label for a in members]
+        out.append(_store_dataset(ws, user, m, members, lub(labels), source_key=f"split:{v.id}:{seed}:{holdout}:{part}",
                                   metadata={"split": m["split"], "source_format": manifest.get("source_format")}))
         out[-1].metadata.pop("_existing", None)
     return out[0], out[1]
