@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from casemate.catalog.ingest import ingest  # noqa: E402
-from casemate.catalog.service import new_id  # noqa: E402
+from casemate.catalog.models import new_id  # noqa: E402
 from casemate.security.labels import Label, Level, format_label  # noqa: E402
 from casemate.security.policy import User  # noqa: E402
 from casemate.store import db  # noqa: E402
@@ -60,9 +60,9 @@ def bench_verify(root: Path, n_entries: int) -> dict:
     batch = 20_000
     done = 0
     while done < n_entries:
-        for _ in range(min(batch, n_entries - done)):
-            ws.audit.record("analyst", "read", new_id(), {"what": "content", "label": "DR"})
-        ws.flush()
+        with ws.unit():  # one transaction per batch when the unit closes
+            for _ in range(min(batch, n_entries - done)):
+                ws.audit.record("analyst", "read", new_id(), {"what": "content", "label": "DR"})
         done += batch
     ws.close()
     ws = Workspace.open(root / "audit-ws")

@@ -9,12 +9,17 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from casemate.errors import CasemateError
+
+if TYPE_CHECKING:  # the workspace (and its database layer) is imported only by commands that open one
+    from casemate.security.policy import User
+    from casemate.workspace import Workspace
 
 # command name -> "module:attribute"; the attribute is a click.Command or click.Group.
 LAZY_COMMANDS: dict[str, str] = {
@@ -52,9 +57,9 @@ class CliState:
 
     home: str | None
     user_name: str
-    _workspace: Any = field(default=None, repr=False)
+    _workspace: Workspace | None = field(default=None, repr=False)
 
-    def workspace(self) -> Any:
+    def workspace(self) -> Workspace:
         """Open the workspace once per command (a missing one is a clear error)."""
         if self._workspace is None:
             from casemate.workspace import Workspace
@@ -62,7 +67,7 @@ class CliState:
             self._workspace = Workspace.open(self.home)
         return self._workspace
 
-    def user(self) -> Any:
+    def user(self) -> User:
         return self.workspace().acting_user(self.user_name)
 
     def close(self) -> None:
@@ -78,13 +83,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in LAZY_COMMANDS:
             module_name, attr = LAZY_COMMANDS[cmd_name].split(":")
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name and exc.name.startswith("casemate"):
-                    return None  # capability not built yet
-                raise
-            return getattr(module, attr, None)
+            return getattr(importlib.import_module(module_name), attr)
         return super().get_command(ctx, cmd_name)
 
 
@@ -115,11 +114,48 @@ def state_of(ctx: click.Context) -> CliState:
     return ctx.find_root().obj
 
 
+GLOBAL_VALUE_OPTIONS = ("--home", "--as")
+
+
+def hoist_global_options(argv: Sequence[str]) -> list[str]:
+    """Global options are accepted before or after the subcommand: `--home DIR` and `--as NAME`
+    anywhere (up to a `--`) move to the front; a `--json` given before the subcommand moves to
+    its end, where the command that prints JSON reads it."""
+    args = list(argv)
+    end = args.index("--") if "--" in args else len(args)
+    front: list[str] = []
+    rest: list[str] = []
+    json_before = False
+    seen_command = False
+    i = 0
+    while i < end:
+        arg = args[i]
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_VALUE_OPTIONS:
+            if "=" in arg:
+                front.append(arg)
+            else:
+                front.extend(args[i : i + 2])
+                i += 1
+        elif arg == "--json" and not seen_command:
+            json_before = True
+        else:
+            if not arg.startswith("-"):
+                seen_command = True
+            rest.append(arg)
+        i += 1
+    tail = args[end:]
+    if json_before:
+        rest.append("--json")
+    return front + rest + tail
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: CasemateError becomes one line on stderr and its exit code, never a traceback."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     try:
-        rv = cli.main(args=argv, prog_name="casemate", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="casemate", standalone_mode=False)
         if isinstance(rv, int):
             return rv  # ctx.exit(code) in non-standalone mode
     except CasemateError as exc:

@@ -98,7 +98,6 @@ def run_demo(home: Path, echo=click.echo) -> None:  # type: ignore[no-untyped-de
 
         _assistant_step(ws, echo)
 
-        ws.flush()
         result = ws.audit.verify()
         echo(
             f"7. Audit log: {'intact' if result.ok else 'DAMAGED'}, {result.entries} entries, "
@@ -113,11 +112,8 @@ def run_demo(home: Path, echo=click.echo) -> None:  # type: ignore[no-untyped-de
 
 def _assistant_step(ws, echo) -> None:  # type: ignore[no-untyped-def]
     """The assistant answers within each user's clearance (skipped, saying why, if unavailable)."""
-    try:
-        from casemate.assistant.pipeline import Assistant
-    except ImportError:
-        echo("6. Assistant: not installed in this build")
-        return
+    from casemate.assistant.pipeline import Assistant
+
     try:
         assistant = Assistant(ws)
         for reader in ("alex", "sam"):  # each indexes what they may read; chunks keep their labels

@@ -17,22 +17,26 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
-from casemate.errors import UsageError, WorkspaceError
+from casemate.catalog.labels import LabelRegistry
+from casemate.catalog.service import Catalog
+from casemate.config import WorkspaceConfig, load_config
+from casemate.errors import WorkspaceError
 from casemate.fileutil import write_atomic
 from casemate.security.audit import AuditLog
 from casemate.security.labels import Label, Level
 from casemate.security.policy import User
+from casemate.security.users import TokenStore, UserStore, acting_user
 from casemate.store import db
 from casemate.store.blobs import FileBlobStore
 from casemate.store.migrations import migrate
+from casemate.store.unit import Database, UnitOfWork
 
 MARKER = "workspace.json"
 FORMAT = "casemate-workspace"
@@ -48,20 +52,28 @@ def resolve_home(home: str | Path | None) -> Path:
 
 
 class Workspace:
-    def __init__(self, home: Path, info: dict[str, Any], config: dict[str, Any]) -> None:
+    """Assembles the services over one workspace folder; holds no logic of its own."""
+
+    def __init__(self, home: Path, info: dict[str, Any], config: WorkspaceConfig) -> None:
         self.home = home
         self.info = info
         self.config = config
         self.models_dir = home / "models"
-        url = config.get("database_url") or str(home / "catalog.db")
-        self.engine = db.make_engine(url)
-        migrate(self.engine)
+        engine = db.make_engine(config.database_url or str(home / "catalog.db"))
+        migrate(engine)
+        self.db = Database(engine)
         self.blobs = FileBlobStore(home / "blobs")
         private, public = self._load_keys()
-        self.audit = AuditLog(
-            self.engine, private, public, checkpoint_every=int(config.get("audit_checkpoint_every", 1024))
-        )
+        self.audit = AuditLog(self.db, private, public, checkpoint_every=config.audit_checkpoint_every)
+        self.labels = LabelRegistry(self.db)
+        self.users = UserStore(self.db, self.audit)
+        self.tokens = TokenStore(self.db, self.audit, self.users)
+        self.catalog = Catalog(self.db, self.blobs, self.labels, self.audit)
         self._closed = False
+
+    @property
+    def engine(self) -> Engine:
+        return self.db.engine
 
     # -- life cycle -------------------------------------------------------------------------
     @classmethod
@@ -74,9 +86,8 @@ class Workspace:
             raise WorkspaceError(f"{path} is a file, not a folder: choose another --home")
         if path.exists() and any(path.iterdir()):
             raise WorkspaceError(f"{path} is not empty and holds no workspace: choose an empty or new folder")
-        config: dict[str, Any] = {}
+        config = WorkspaceConfig(database_url=database_url)
         if database_url:
-            config["database_url"] = database_url
             engine = db.make_engine(database_url)
             try:
                 with engine.connect() as conn:
@@ -104,13 +115,13 @@ class Workspace:
             key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
         )
         info = {"format": FORMAT, "version": 1, "id": str(uuid.uuid4()), "created_at": datetime.now(UTC).isoformat()}
-        if config:
-            write_atomic(path / "config.json", json.dumps(config, indent=2).encode())
+        if config.to_json():
+            write_atomic(path / "config.json", json.dumps(config.to_json(), indent=2).encode())
         ws = cls(path, info, config)
         admin = User("admin", Label(Level.TS), frozenset({"admin"}))
-        ws.users.add(admin, "admin", admin.clearance, ["admin"], _bootstrap=True)
-        ws.audit.record("admin", "workspace.init", info["id"], {})
-        ws.flush()
+        with ws.db.transaction():
+            ws.users.add(admin, "admin", admin.clearance, ["admin"], _bootstrap=True)
+            ws.audit.record("admin", "workspace.init", info["id"], {})
         # The marker last: a folder without it is an unfinished init, not a workspace.
         write_atomic(path / MARKER, json.dumps(info, indent=2).encode())
         return ws
@@ -133,19 +144,7 @@ class Workspace:
             raise WorkspaceError(f"{path} holds a foreign {MARKER}: not a Casemate workspace")
         if info.get("version") != 1:
             raise WorkspaceError(f"{path} is a workspace of format version {info.get('version')}: upgrade Casemate")
-        config: dict[str, Any] = {}
-        cfg_path = path / "config.json"
-        if cfg_path.exists():
-            try:
-                config = json.loads(cfg_path.read_text())
-            except ValueError as exc:
-                raise UsageError(f"{cfg_path} is not valid JSON ({exc}): fix or remove it") from None
-            if not isinstance(config, dict):
-                raise UsageError(f"{cfg_path} must hold a JSON object")
-        return cls(path, info, config)
-
-    def save_config(self) -> None:
-        write_atomic(self.home / "config.json", json.dumps(self.config, indent=2, sort_keys=True).encode())
+        return cls(path, info, load_config(path / "config.json"))
 
     def _load_keys(self) -> tuple[Ed25519PrivateKey | None, Ed25519PublicKey]:
         keys = self.home / "keys"
@@ -175,52 +174,23 @@ class Workspace:
             return
         self._closed = True
         try:
-            with self.transaction() as conn:
-                self.audit.checkpoint_now(conn)
+            self.audit.checkpoint_now()
         finally:
             self.blobs.close()
-            self.engine.dispose()
+            self.db.dispose()
 
-    # -- transactions ------------------------------------------------------------------------
+    # -- units of work -----------------------------------------------------------------------
+    @contextmanager
+    def unit(self) -> Iterator[UnitOfWork]:
+        """One unit of work for several service calls (they share its connection and audit queue)."""
+        with self.db.unit() as unit:
+            yield unit
+
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One database transaction; queued audit entries are written in it before commit."""
-        try:
-            with db.write_connection(self.engine) as conn, conn.begin():
-                db.lock_for_append(conn)  # writers take turns, on PostgreSQL as on SQLite
-                yield conn
-                self.audit.write_pending(conn)
-        except BaseException:
-            # The entries described a change that did not happen.
-            self.audit.discard_pending()
-            raise
-
-    def flush(self) -> None:
-        """Write queued audit entries (reads and refusals) in their own transaction."""
-        if self.audit.pending:
-            with self.transaction():
-                pass
-
-    # -- services ----------------------------------------------------------------------------
-    @cached_property
-    def users(self):  # type: ignore[no-untyped-def]
-        from casemate.security.users import UserStore
-
-        return UserStore(self)
-
-    @cached_property
-    def tokens(self):  # type: ignore[no-untyped-def]
-        from casemate.security.users import TokenStore
-
-        return TokenStore(self)
-
-    @cached_property
-    def catalog(self):  # type: ignore[no-untyped-def]
-        from casemate.catalog.service import Catalog
-
-        return Catalog(self)
+        """One write transaction; audit entries recorded inside are written in it before commit."""
+        with self.db.transaction() as conn:
+            yield conn
 
     def acting_user(self, name: str) -> User:
-        from casemate.security.users import acting_user
-
-        return acting_user(self, name)
+        return acting_user(self.users, name)

@@ -17,9 +17,9 @@ def logged(home):
     ws = Workspace.init(home)
     ws.audit.checkpoint_every = 16
     admin = ws.acting_user("admin")
-    for i in range(N - 2):  # init wrote 2 entries already
-        ws.audit.record("admin", "read", f"id{i}", {"i": i})
-    ws.flush()
+    with ws.unit():  # written together when the unit of work closes
+        for i in range(N - 2):  # init wrote 2 entries already
+            ws.audit.record("admin", "read", f"id{i}", {"i": i})
     ws.close()
     assert Workspace.open(home).audit.verify().ok
     del admin

@@ -167,13 +167,13 @@ def test_children_are_filtered(ws) -> None:
 
 def test_ingest_hooks_chain_their_outputs(ws, tmp_path) -> None:
     from casemate.catalog.ingest import ingest
+    from casemate.config import HooksConfig
 
     from . import hookfns
 
-    ws.config["hooks"] = {
-        "after_ingest": ["foundation.hookfns:derive", "foundation.hookfns:broken", "foundation.hookfns:record",
-                         "casemate.not_a_module:fn"]
-    }
+    ws.config = ws.config.model_copy(update={"hooks": HooksConfig(after_ingest=(
+        "foundation.hookfns:derive", "foundation.hookfns:broken", "foundation.hookfns:record",
+        "casemate.not_a_module:fn"))})
     src = tmp_path / "in"
     src.mkdir()
     (src / "a.txt").write_text("a")
@@ -181,7 +181,11 @@ def test_ingest_hooks_chain_their_outputs(ws, tmp_path) -> None:
     hookfns.SEEN.clear()
     report = ingest(ws, ws.acting_user("admin"), [src], "DR")
     assert [v.name for v in report.derived] == ["a.txt.sum"]
-    assert report.hook_errors == [("foundation.hookfns:broken", "this step failed on purpose")]
+    # a failing step and a hook that cannot be loaded are both reported; the others still run
+    assert report.hook_errors[0] == ("foundation.hookfns:broken", "this step failed on purpose")
+    assert report.hook_errors[1][0] == "casemate.not_a_module:fn"
+    assert "fix hooks.after_ingest in config.json" in report.hook_errors[1][1]
+    assert len(report.hook_errors) == 2
     assert sorted(hookfns.SEEN[0]) == ["a.txt", "a.txt.sum", "b.png"]
     assert str(report.derived[0].label) == "DR"
 
@@ -189,7 +193,7 @@ def test_ingest_hooks_chain_their_outputs(ws, tmp_path) -> None:
 def test_gc_removes_only_old_unreferenced_blobs(ws) -> None:
     import os
 
-    from casemate.catalog.service import collect_garbage
+    from casemate.catalog.gc import collect_garbage
 
     admin = ws.acting_user("admin")
     kept = ws.catalog.put(admin, b"referenced", name="k", kind="other", label="NP")

@@ -50,7 +50,15 @@ def test_kill_dash_nine_during_ingest(home, tmp_path) -> None:
              "--label", "DR", "--batch-size", str(rng.choice([7, 20, 50]))],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
         )
-        time.sleep(rng.uniform(0.2, 0.9))
+        # Random moments from when the process opened the workspace (its staging folder appears):
+        # start-up time depends on the machine's load, the ingest's much less.
+        deadline = time.monotonic() + 30
+        staging = home / "blobs" / "tmp"
+        while time.monotonic() < deadline and proc.poll() is None and not any(
+            p.name.startswith(f"{proc.pid}-") for p in (staging.iterdir() if staging.exists() else ())
+        ):
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.6))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         total_after = check_consistent(home)
@@ -70,6 +78,6 @@ def test_kill_dash_nine_during_ingest(home, tmp_path) -> None:
     assert gc.returncode == 0, gc.stderr
     check_consistent(home)
     with Workspace.open(home) as ws:
-        from casemate.catalog.service import collect_garbage
+        from casemate.catalog.gc import collect_garbage
 
         assert collect_garbage(ws, ws.acting_user("admin"), min_age_s=0).unreferenced == 0

@@ -108,7 +108,6 @@ def test_bad_inputs_get_clear_errors_and_the_rest_is_ingested(ws, tmp_path) -> N
     # nothing partial: only the good file has a row, no staged temp file remains
     assert [v.name for v in ws.catalog.list(admin)] == ["good.txt"]
     assert list((ws.home / "blobs" / "tmp").rglob("*.part")) == []
-    ws.flush()
     failed_entries = [e for e in ws.audit.tail(100) if e.action == "ingest.failed"]
     assert len(failed_entries) == len(report.failed)
 

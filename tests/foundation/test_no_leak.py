@@ -50,7 +50,6 @@ def corpus(tmp_path_factory):
     for v in rng.sample(versions, 15):
         if v.label.level > Level.NP:
             versions.append(ws.catalog.declassify(god, v.id, Label(Level.NP), "test"))
-    ws.flush()
     yield ws, versions
     ws.close()
 

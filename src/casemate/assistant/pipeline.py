@@ -214,8 +214,7 @@ class Assistant:
 
     def __init__(self, ws: Any, embedder: Embedder | None = None, engine: ChatEngine | None = None) -> None:
         self.ws = ws
-        cfg = (ws.config.get("assistant") or {}) if isinstance(ws.config, dict) else {}
-        self.embedder = embedder or default_embedder(cfg.get("embedder_path"))
+        self.embedder = embedder or default_embedder(ws.config.assistant.embedder_path)
         self._engine = engine
         self.store = IndexStore(Path(ws.home) / "index" / "assistant.sqlite", self.embedder.dim, self.embedder.name)
         self._lock = threading.RLock()  # the catalog and audit are used from server threads

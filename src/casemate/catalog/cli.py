@@ -215,7 +215,7 @@ def declassify_cmd(ctx: click.Context, item_id: str, to_label: str, reason: str,
 @click.pass_context
 def gc_cmd(ctx: click.Context, dry_run: bool, min_age: float) -> None:
     """Admins: remove blobs that no version points to (left by crashes)."""
-    from casemate.catalog.service import collect_garbage
+    from casemate.catalog.gc import collect_garbage
 
     state = state_of(ctx)
     r = collect_garbage(state.workspace(), state.user(), min_age_s=min_age, dry_run=dry_run)

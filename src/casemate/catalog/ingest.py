@@ -17,24 +17,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from casemate.catalog.extract import ExtractError, extract, sniff
-from casemate.catalog.service import NewVersion, Version
+from casemate.catalog.models import NewVersion, Version
 from casemate.errors import CasemateError, UsageError
 from casemate.security.labels import Label, format_label, parse_label
 from casemate.security.policy import User, can_read
-
-if TYPE_CHECKING:
-    from casemate.workspace import Workspace
+from casemate.workspace import Workspace
 
 SMALL = 16 * 1024 * 1024
 # Creating files is latency-bound on virtual disks: a few threads overlap the waits (measured: 4
 # threads create small files 4-10x faster than one).
 IO_THREADS = 4
 MAX_DOCUMENT = 512 * 1024 * 1024
-# In order: transcription first, so the indexer also receives the transcripts it created.
-DEFAULT_HOOKS = ["casemate.speech.hooks:after_ingest", "casemate.assistant.hooks:after_ingest"]
 
 
 @dataclass
@@ -141,7 +136,8 @@ class Ingester:
         report = IngestReport()
         if not paths:
             raise UsageError("nothing to ingest: name at least one file or folder")
-        with ThreadPoolExecutor(IO_THREADS, thread_name_prefix="ingest") as self._pool:
+        # One unit of work: failures are audited with the next batch's transaction.
+        with self.ws.unit(), ThreadPoolExecutor(IO_THREADS, thread_name_prefix="ingest") as self._pool:
             return self._run(paths, report)
 
     def _run(self, paths: Sequence[str | Path], report: IngestReport) -> IngestReport:
@@ -168,7 +164,6 @@ class Ingester:
         if in_flight is not None:
             self._finish(in_flight, report)
         self._audit_failures(report)
-        self.ws.flush()
         if self.run_hooks and report.ingested:
             self._hooks(report)
         return report
@@ -259,18 +254,13 @@ class Ingester:
         report.ingested.extend(self.catalog.insert_batch(self.user, items))
 
     def _hooks(self, report: IngestReport) -> None:
-        names = self.ws.config.get("hooks", {}).get("after_ingest", DEFAULT_HOOKS)
         versions = list(report.ingested)
-        for spec in names:
+        for spec in self.ws.config.hooks.after_ingest:
             module_name, _, attr = spec.partition(":")
             try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name and module_name.startswith(exc.name):
-                    continue  # capability not installed
-                raise
-            fn = getattr(module, attr, None)
-            if fn is None:
+                fn = getattr(importlib.import_module(module_name), attr)
+            except (ImportError, AttributeError) as exc:
+                report.hook_errors.append((spec, f"cannot load this hook ({exc}): fix hooks.after_ingest in config.json"))
                 continue
             try:
                 derived = fn(self.ws, self.user, list(versions))

@@ -3,8 +3,9 @@
 Each entry is one line of canonical JSON (sorted keys, no spaces) holding its position `seq` and
 `prev`, the SHA-256 of the previous line: a hash chain. Every `checkpoint_every` entries, and when
 the workspace closes, a checkpoint signs (ed25519) the Merkle root of the entries since the last
-checkpoint, the chain head and the previous checkpoint. Entries are written in the same database
-transaction as the change they describe, so a crash never leaves one without the other.
+checkpoint, the chain head and the previous checkpoint. Entries are queued in the caller's unit of
+work (`casemate.store.unit`) and written in the same database transaction as the change they
+describe, so a crash never leaves one without the other.
 
 `verify` names the first bad position for an edited, deleted, inserted, reordered or truncated
 entry.
@@ -22,9 +23,13 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, select
 
+from casemate.errors import UsageError
+from casemate.security.labels import parse_label
+from casemate.security.policy import User, can_read
 from casemate.store import db
+from casemate.store.unit import Database, PendingEntry
 
 GENESIS = "0" * 64
 HEAD_KEY = "audit_head"
@@ -112,29 +117,22 @@ def _extract(line: str) -> tuple[str | None, int | None]:
 class AuditLog:
     def __init__(
         self,
-        engine: Engine,
+        database: Database,
         private_key: Ed25519PrivateKey | None,
         public_key: Ed25519PublicKey,
         checkpoint_every: int = 1024,
     ) -> None:
-        self.engine = engine
+        self.db = database
         self._key = private_key
         self._pub = public_key
         self.checkpoint_every = checkpoint_every
-        self._pending: list[tuple[str, str, str, str | None, dict[str, Any]]] = []
+        database.set_audit_sink(self.write_entries)
 
     # -- writing -----------------------------------------------------------------------------
     def record(self, actor: str, action: str, target: str | None, detail: dict[str, Any] | None = None) -> None:
-        """Queue an entry; it is written by the next `write_pending` (same transaction as the change)."""
-        ts = datetime.now(UTC).isoformat(timespec="microseconds")
-        self._pending.append((ts, actor, action, target, detail or {}))
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
-    def discard_pending(self) -> None:
-        self._pending.clear()
+        """Audit an action: written with the caller's open transaction, else by the call itself
+        (or when the caller's unit of work closes)."""
+        self.db.record(actor, action, target, detail)
 
     def _head(self, conn: Connection) -> tuple[int, str]:
         row = conn.execute(select(db.audit.c.seq, db.audit.c.line).order_by(db.audit.c.seq.desc()).limit(1)).first()
@@ -152,9 +150,9 @@ class AuditLog:
             return -1, ""
         return row[0], hashlib.sha256(row[1].encode()).hexdigest()
 
-    def write_pending(self, conn: Connection) -> int:
-        """Append queued entries inside the caller's transaction; sign checkpoints as they fall due."""
-        if not self._pending:
+    def write_entries(self, conn: Connection, entries: list[PendingEntry]) -> int:
+        """Append entries inside the caller's write transaction; sign checkpoints as they fall due."""
+        if not entries:
             return 0
         db.lock_for_append(conn)
         seq, prev = self._head(conn)
@@ -162,9 +160,10 @@ class AuditLog:
         dumps = canonical_json
         sha = hashlib.sha256
         due: list[int] = []
-        for ts, actor, action, target, detail in self._pending:
+        for e in entries:
             line = dumps(
-                {"seq": seq, "ts": ts, "actor": actor, "action": action, "target": target, "detail": detail, "prev": prev}
+                {"seq": seq, "ts": e.ts, "actor": e.actor, "action": e.action, "target": e.target,
+                 "detail": e.detail, "prev": prev}
             )
             rows.append({"seq": seq, "line": line})
             prev = sha(line.encode()).hexdigest()
@@ -173,11 +172,9 @@ class AuditLog:
             seq += 1
         conn.execute(db.audit.insert(), rows)
         self._set_head(conn, seq, prev)
-        written = len(self._pending)
-        self._pending.clear()
         for end in due:
             self._checkpoint(conn, end)
-        return written
+        return len(entries)
 
     def _set_head(self, conn: Connection, count: int, head: str) -> None:
         conn.execute(db.meta.delete().where(db.meta.c.key == HEAD_KEY))
@@ -207,21 +204,38 @@ class AuditLog:
         signature = base64.b64encode(self._key.sign(body.encode())).decode()
         conn.execute(db.audit_checkpoints.insert().values(end_seq=end_seq, body=body, signature=signature))
 
-    def checkpoint_now(self, conn: Connection) -> None:
+    def checkpoint_now(self) -> None:
         """Sign the entries written since the last checkpoint (on close)."""
-        db.lock_for_append(conn)
-        count, _ = self._head(conn)
-        if count:
-            self._checkpoint(conn, count - 1)
+        with self.db.transaction() as conn:
+            count, _ = self._head(conn)
+            if count:
+                self._checkpoint(conn, count - 1)
 
     # -- reading -----------------------------------------------------------------------------
     def tail(self, n: int = 20) -> list[AuditEntry]:
-        with self.engine.connect() as conn:
+        """The last `n` entries, unfiltered: for administration code, never shown to a user as is."""
+        with self.db.read() as conn:
             lines = conn.execute(select(db.audit.c.line).order_by(db.audit.c.seq.desc()).limit(n)).scalars().all()
         return [AuditEntry.from_line(line) for line in reversed(lines)]
 
+    def tail_for(self, reader: User, n: int = 20) -> list[AuditEntry]:
+        """The last `n` entries `reader` may see: those about an item above their clearance are left
+        out, as if they did not exist (the policy decides, as for every read)."""
+        out: list[AuditEntry] = []
+        for e in self.tail(n):
+            label = e.detail.get("label") if isinstance(e.detail, dict) else None
+            if isinstance(label, str):
+                try:
+                    parsed = parse_label(label)
+                except UsageError:  # not a classification (a note written by an older version)
+                    parsed = None
+                if parsed is not None and not can_read(reader, parsed):
+                    continue
+            out.append(e)
+        return out
+
     def verify(self) -> VerifyResult:
-        with self.engine.connect() as conn:
+        with self.db.read() as conn:
             head_row = conn.execute(select(db.meta.c.value).where(db.meta.c.key == HEAD_KEY)).first()
             checkpoints = conn.execute(
                 select(db.audit_checkpoints.c.end_seq, db.audit_checkpoints.c.body, db.audit_checkpoints.c.signature)

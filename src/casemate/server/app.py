@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from casemate.assistant.pipeline import MAX_K, MAX_QUERY_CHARS, Assistant
-from casemate.errors import CasemateError, ModelMissing, NotFound, UsageError
+from casemate.errors import CasemateError
 from casemate.security.labels import format_label
 from casemate.security.policy import User
 
@@ -101,9 +101,8 @@ def _static(name: str) -> bytes:
 def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: int | None = None,
                login_per_minute: int = 10) -> FastAPI:
     """The app over an open workspace (the caller closes it)."""
-    cfg = ws.config.get("server") or {}
     assistant = assistant or Assistant(ws)
-    limiter = RateLimiter(rate_per_minute or int(cfg.get("rate_per_minute", 60)))
+    limiter = RateLimiter(rate_per_minute or ws.config.server.rate_per_minute)
     login_limiter = RateLimiter(login_per_minute)
     sessions: dict[str, tuple[str, float]] = {}
     lock = assistant._lock  # the workspace's database is shared with the assistant
@@ -145,13 +144,8 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
 
     @app.exception_handler(CasemateError)
     async def casemate_error(_: Request, exc: CasemateError) -> JSONResponse:
-        if isinstance(exc, UsageError):
-            return _error(400, exc.message)
-        if isinstance(exc, NotFound):
-            return _error(404, exc.message, "not_found_error")
-        if isinstance(exc, ModelMissing):
-            return _error(503, exc.message, "server_error")
-        return _error(500, exc.message, "server_error")
+        kinds = {404: "not_found_error", 403: "permission_error", 400: "invalid_request_error"}
+        return _error(exc.http_status, exc.message, kinds.get(exc.http_status, "server_error"))
 
     def current_user(request: Request) -> User:
         header = request.headers.get("authorization", "")

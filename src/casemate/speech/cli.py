@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from casemate.cli import state_of
 from casemate.errors import CasemateError, UsageError
+
+if TYPE_CHECKING:  # torch-free start-up: the speech stack loads only when a command runs
+    from casemate.security.policy import User
+    from casemate.speech.transcribe import TranscribeOutcome
+    from casemate.workspace import Workspace
 
 
 def _clock(seconds: float) -> str:
@@ -18,7 +23,7 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def _summary(out: Any) -> dict[str, Any]:
+def _summary(out: TranscribeOutcome) -> dict[str, Any]:
     r = out.result
     return {
         "audio": out.audio.to_json(),
@@ -37,8 +42,8 @@ def _summary(out: Any) -> dict[str, Any]:
 
 
 def _with_bar(
-    source: str, ws: Any, user: Any, language: str, model: str | None, label: str | None, force: bool
-) -> Any:
+    source: str, ws: Workspace, user: User, language: str, model: str | None, label: str | None, force: bool
+) -> TranscribeOutcome:
     """Transcribe with a progress bar on the terminal (long recordings take minutes)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -100,7 +105,7 @@ def transcribe_cmd(
     """
     from casemate.fileutil import write_atomic
     from casemate.speech.formats import to_srt, to_vtt
-    from casemate.speech.transcribe import speech_config, transcribe_source
+    from casemate.speech.transcribe import transcribe_source
 
     if label:
         from casemate.security.labels import parse_label
@@ -109,7 +114,7 @@ def transcribe_cmd(
     state = state_of(ctx)
     ws = state.workspace()
     user = state.user()
-    language = language or speech_config(ws).get("language") or "auto"
+    language = language or ws.config.speech.language or "auto"
     results: list[dict[str, Any]] = []
     failed = 0
     show_bar = sys.stderr.isatty() and not as_json

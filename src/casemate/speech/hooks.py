@@ -7,16 +7,17 @@ from typing import Any
 
 from casemate.errors import CasemateError, UsageError
 from casemate.security import User
+from casemate.workspace import Workspace
 
 
-def after_ingest(ws: Any, user: User, versions: list[Any]) -> list[Any]:
+def after_ingest(ws: Workspace, user: User, versions: list[Any]) -> list[Any]:
     """Transcribe each ingested audio (or video) version; other kinds are ignored, cheaply.
 
     Returns the new transcripts, which the hooks after this one (the assistant's indexer) receive
     too. One bad recording does not stop the others: failures are audited and reported together.
     """
-    conf = ws.config.get("speech", {}) if isinstance(ws.config, dict) else {}
-    if not (isinstance(conf, dict) and conf.get("transcribe_on_ingest")):
+    conf = ws.config.speech
+    if not conf.transcribe_on_ingest:
         return []
     from casemate.speech.transcribe import is_transcribable, transcribe_source
 
@@ -25,7 +26,7 @@ def after_ingest(ws: Any, user: User, versions: list[Any]) -> list[Any]:
     created: list[Any] = []
     for v in todo:
         try:
-            out = transcribe_source(ws, user, v.id, language=conf.get("language"))
+            out = transcribe_source(ws, user, v.id, language=conf.language)
         except CasemateError as exc:
             failures.append(f"{v.name} ({v.id}): {exc.message}")
             ws.audit.record(user.name, "speech.transcribe_failed", v.id, {"error": exc.message})

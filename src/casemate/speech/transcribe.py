@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from casemate.catalog.models import Version
+from casemate.config import SpeechConfig
 from casemate.errors import NotFound, UsageError
 from casemate.security import User
 from casemate.speech.audio import (
@@ -34,6 +36,7 @@ from casemate.speech.engine import (
     Word,
 )
 from casemate.speech.model_store import resolve_model
+from casemate.workspace import Workspace
 
 LANGUAGES = ("auto", "fr", "en")
 FORMAT_VERSION = 1
@@ -195,27 +198,19 @@ _ENGINES: dict[tuple[str, EngineSettings], Transcriber] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def speech_config(ws: Any) -> dict[str, Any]:
-    conf = ws.config.get("speech", {}) if isinstance(getattr(ws, "config", None), dict) else {}
-    return conf if isinstance(conf, dict) else {}
+def settings_from_config(conf: SpeechConfig) -> EngineSettings:
+    return EngineSettings(
+        compute_type=conf.compute_type,
+        cpu_threads=conf.cpu_threads,
+        beam_size=conf.beam_size,
+        languages=conf.detect_languages,
+    )
 
 
-def settings_from_config(conf: dict[str, Any]) -> EngineSettings:
-    try:
-        return EngineSettings(
-            compute_type=str(conf.get("compute_type", "int8")),
-            cpu_threads=int(conf.get("cpu_threads", 1)),
-            beam_size=int(conf.get("beam_size", 5)),
-            languages=tuple(str(x) for x in conf.get("detect_languages", ("fr", "en"))),
-        )
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f'bad "speech" settings in config.json: {exc}') from None
-
-
-def get_engine(ws: Any, model: str | None = None) -> Transcriber:
+def get_engine(ws: Workspace, model: str | None = None) -> Transcriber:
     """The engine for `model` (a folder), else config speech.model, else the default model."""
-    conf = speech_config(ws)
-    ref = resolve_model(ws.models_dir, model or conf.get("model"))
+    conf = ws.config.speech
+    ref = resolve_model(ws.models_dir, model or conf.model)
     settings = settings_from_config(conf)
     key = (str(ref.path), settings)
     with _ENGINES_LOCK:
@@ -231,19 +226,19 @@ def get_engine(ws: Any, model: str | None = None) -> Transcriber:
 
 @dataclass
 class TranscribeOutcome:
-    audio: Any  # catalog Version of the recording
-    transcript: Any  # catalog Version of the transcript
+    audio: Version  # the recording
+    transcript: Version
     result: Transcript
     reused: bool = False
 
 
-def is_transcribable(version: Any) -> bool:
+def is_transcribable(version: Version) -> bool:
     return version.kind == "audio" or (
         version.kind == "other" and Path(version.name).suffix.lower() in VIDEO_SUFFIXES
     )
 
 
-def find_transcript(ws: Any, user: User, audio_id: str, model: str, language: str | None) -> Any | None:
+def find_transcript(ws: Workspace, user: User, audio_id: str, model: str, language: str | None) -> Version | None:
     """An existing transcript of this audio by this model and language setting, if readable."""
     found = None
     for v in ws.catalog.children(user, audio_id, kind="transcript"):
@@ -258,8 +253,8 @@ def find_transcript(ws: Any, user: User, audio_id: str, model: str, language: st
 
 
 def _store(
-    ws: Any, user: User, audio: Any, result: Transcript, language: str | None, label: str | None
-) -> Any:
+    ws: Workspace, user: User, audio: Version, result: Transcript, language: str | None, label: str | None
+) -> Version:
     meta = result.to_metadata()
     meta["requested_language"] = language or "auto"
     meta["audio"] = {"id": audio.id, "name": audio.name}
@@ -283,7 +278,7 @@ def _bind(
 
 
 def transcribe_source(
-    ws: Any,
+    ws: Workspace,
     user: User,
     source: str,
     *,
@@ -304,8 +299,7 @@ def transcribe_source(
     language = None if language in (None, "", "auto") else language
     if language is not None and language not in LANGUAGES:
         raise UsageError(f"unknown language {language!r}: use one of {', '.join(LANGUAGES)}")
-    conf = speech_config(ws)
-    window_s = float(conf.get("window_s", WINDOW_S))
+    window_s = ws.config.speech.window_s
     path = Path(source).expanduser()
     if path.exists():
         if not label:

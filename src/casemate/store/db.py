@@ -236,25 +236,12 @@ def write_connection(engine: Engine):  # type: ignore[no-untyped-def]
     return engine.connect().execution_options(casemate_write=True)
 
 
-def checkpoint_wal(engine: Engine) -> None:
-    """Fold the WAL back into the database file on close (SQLite only)."""
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 __all__ = [
     "aliases",
     "append_only_ddl",
     "assets",
     "audit",
     "audit_checkpoints",
-    "checkpoint_wal",
-    "is_sqlite",
     "jobs",
     "labels",
     "lineage",
