@@ -118,7 +118,7 @@ def _factory_jobs_to_running(tmp: Path, runs: int) -> list[float]:
     from casemate.factory.datasets import import_dataset
     from casemate.factory.jobs import JobStore
     from casemate.factory.service import cancel_job
-    from casemate.factory.training import submit_training
+    from casemate.factory.submit import submit_training
 
     ws = make_workspace(tmp / "ws")
     admin = ws.acting_user("admin")

@@ -13,7 +13,8 @@ from casemate.errors import NotFound, PermissionDenied, UsageError
 from casemate.factory.datasets import import_dataset
 from casemate.factory.jobs import JobStore
 from casemate.factory.service import cancel_job
-from casemate.factory.training import parse_time, submit_training
+from casemate.factory.submit import submit_training
+from casemate.factory.training import parse_time
 from casemate.security.labels import format_label
 
 

@@ -12,7 +12,7 @@ from factory_helpers import TINY_CLASSES, TINY_PARAMS, synthetic_dota, wait_stat
 from casemate.factory.datasets import import_dataset
 from casemate.factory.executors import SlurmExecutor, squeue_state
 from casemate.factory.jobs import JobStore
-from casemate.factory.training import submit_training
+from casemate.factory.submit import submit_training
 from casemate.security.labels import format_label
 
 pytestmark = pytest.mark.slow
@@ -45,8 +45,8 @@ def test_slurm_job_trains_and_registers_a_model(ws, dataset: str, slurm) -> None
 def test_requeue_resumes_from_the_checkpoint(ws, dataset: str, slurm) -> None:
     sam = ws.acting_user("sam")
     job = submit_training(ws, sam, dataset=dataset, executor="slurm", classes=list(TINY_CLASSES),
-                          **{**TINY_PARAMS, "epochs": 25})
-    wait_state(ws, job.id, ("running",), timeout=60, what=lambda j: "epoch 2/25" in j.log)
+                          **{**TINY_PARAMS, "epochs": 80})
+    wait_state(ws, job.id, ("running",), timeout=60, what=lambda j: "epoch 2/80" in j.log)
     SlurmExecutor().requeue(job)
     requeued = wait_state(ws, job.id, ("queued", "running"), timeout=60, what=lambda j: "attempt 2" in j.log)
     assert requeued.external_id == job.external_id
@@ -55,7 +55,9 @@ def test_requeue_resumes_from_the_checkpoint(ws, dataset: str, slurm) -> None:
     log = done.log
     resumed_at = int(log.split("resuming from the checkpoint after epoch ")[1].split()[0])
     assert resumed_at >= 2
-    assert log.count("epoch 1/25") == 1 and f"epoch {resumed_at + 1}/25" in log and "epoch 25/25" in log
+    assert log.count("epoch 1/80") == 1 and "epoch 80/80" in log
+    if resumed_at < 80:  # the kill may land after the last epoch on a slow machine: then it only exports
+        assert f"epoch {resumed_at + 1}/80" in log
     assert done.result["model"]
     assert JobStore(ws).get_raw(job.id).state == "completed"
 

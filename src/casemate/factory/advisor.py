@@ -192,26 +192,3 @@ def check_labels(ws: Workspace, user: User, *, model: str = "label-advisor", kin
                                                               "flagged": len(flags)})
     return sorted(flags, key=lambda f: -f.score)
 
-
-def submit_advisor_training(ws: Workspace, user: User, *, executor: str = "local", kind: str = "document",
-                            holdout: float = 0.2, seed: int = 0) -> Any:
-    """A training job for the advisor; its label is the lub of the documents the user may read."""
-    from casemate.factory.executors import executor_for
-    from casemate.factory.jobs import JobStore
-    from casemate.security.labels import BOTTOM, lub
-
-    if not 0 < holdout < 1:
-        raise UsageError("--holdout must be between 0 and 1")
-    labels = [v.label for v in ws.catalog.iter_versions(user, kind=kind)]
-    if len(labels) < 8:
-        raise UsageError(f"the label advisor needs at least 8 readable {kind}s (you may read {len(labels)})")
-    ex = executor_for(ws, executor)
-    store = JobStore(ws)
-    job = store.create(user, kind="train-label-advisor", label=lub(labels) if labels else BOTTOM, executor=executor,
-                       spec={"kind": kind, "holdout": holdout, "seed": seed, "resources": {}})
-    try:
-        external = ex.launch(ws, job)
-    except Exception as exc:
-        store.update(job.id, state="failed", log=f"could not start: {exc}", actor=user.name)
-        raise
-    return store.update(job.id, external_id=external, log=f"submitted to {executor} as {external}", actor=user.name)

@@ -276,7 +276,7 @@ def train_detector_cmd(ctx: click.Context, dataset: str, base: str | None, holdo
     """Train the detector on a catalog dataset as a job; the model is registered and signed."""
     from casemate.factory.datasets import ClassMap
     from casemate.factory.settings import factory_settings
-    from casemate.factory.training import submit_training
+    from casemate.factory.submit import submit_training
 
     st = state_of(ctx)
     ws = st.workspace()
@@ -408,8 +408,8 @@ def models_rollback_cmd(ctx: click.Context, alias: str) -> None:
 def train_advisor_cmd(ctx: click.Context, executor: str | None, kind: str, holdout: float, seed: int, wait: bool,
                       as_json: bool) -> None:
     """Learn, from the labelled documents you may read, to predict a document's level."""
-    from casemate.factory.advisor import submit_advisor_training
     from casemate.factory.settings import factory_settings
+    from casemate.factory.submit import submit_advisor_training
 
     st = state_of(ctx)
     ws = st.workspace()

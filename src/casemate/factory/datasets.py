@@ -138,7 +138,7 @@ def import_dataset(ws: Workspace, user: User, root: str | Path, *, fmt: str, lab
             old = existing_img.get(image_keys[i])
             if old is not None and old[1] == sha and cat._label(old[2]).dominates(lab):
                 return sha, len(data)  # already there, at this label or above: nothing to store
-            cat.ws.blobs.stage_bytes(data, sha)
+            ws.blobs.stage_bytes(data, sha)
             return sha, len(data)
 
         try:

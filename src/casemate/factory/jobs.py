@@ -165,3 +165,13 @@ class JobStore:
                 values["external_id"] = external_id
             conn.execute(db.jobs.update().where(db.jobs.c.id == row.id).values(**values))
         return self.get_raw(job_id)
+
+
+class Reporter:
+    """What a job's payload uses to say how far it got."""
+
+    def __init__(self, store: JobStore, job_id: str, actor: str) -> None:
+        self.store, self.job_id, self.actor = store, job_id, actor
+
+    def log(self, message: str, progress: float | None = None) -> None:
+        self.store.update(self.job_id, log=message, progress=progress, actor=self.actor)

@@ -391,8 +391,6 @@ def promote(ws: Workspace, user: User, ref: str, *, alias: str = "production", g
             detail["gain"] = round(gain, 4)
             if gain <= 0 or gain < min_gain:
                 ws.audit.record(user.name, "refused", alias, {"action": "alias.set", **detail})
-                with ws.transaction():
-                    pass  # the refusal is written now, whatever happens next
                 raise UsageError(f"refused: {cand.version.id} scores mAP50 {ev_new.metadata['map50']:.4f} on {gate}, "
                                  f"the holder {current.version.id} {ev_old.metadata['map50']:.4f} (gain {gain:+.4f}, "
                                  f"needed > {max(min_gain, 0):.4f}); {alias} unchanged")

@@ -15,29 +15,23 @@ import socket
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from casemate.errors import CasemateError
-from casemate.factory.jobs import TERMINAL, Job, JobStore
+from casemate.factory.jobs import TERMINAL, Job, JobStore, Reporter
+from casemate.security.policy import User
+
+if TYPE_CHECKING:
+    from casemate.workspace import Workspace
 
 
-class Reporter:
-    """What a job's payload uses to say how far it got."""
-
-    def __init__(self, store: JobStore, job_id: str, actor: str) -> None:
-        self.store, self.job_id, self.actor = store, job_id, actor
-
-    def log(self, message: str, progress: float | None = None) -> None:
-        self.store.update(self.job_id, log=message, progress=progress, actor=self.actor)
-
-
-def _train_detector(ws: Any, user: Any, job: Job, rep: Reporter) -> dict[str, Any]:
+def _train_detector(ws: Workspace, user: User, job: Job, rep: Reporter) -> dict[str, Any]:
     from casemate.factory.training import train_detector
 
     return train_detector(ws, user, job, rep)
 
 
-def _train_advisor(ws: Any, user: Any, job: Job, rep: Reporter) -> dict[str, Any]:
+def _train_advisor(ws: Workspace, user: User, job: Job, rep: Reporter) -> dict[str, Any]:
     from casemate.factory.advisor import train_advisor
 
     rep.log(f"training the label advisor on the {job.spec['kind']}s {user.name} may read")

@@ -7,7 +7,10 @@ slurm.conf; else $SLURM_CONF), partition, cpus_per_task, python (interpreter the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from casemate.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -19,8 +22,8 @@ class FactorySettings:
     python: str | None = None
 
 
-def factory_settings(ws: Any) -> FactorySettings:
-    cfg = ws.config
+def factory_settings(ws: Workspace) -> FactorySettings:
+    cfg: Any = ws.config
     section = cfg.get("factory", {}) if isinstance(cfg, dict) else getattr(cfg, "factory", None) or {}
     if not isinstance(section, dict):
         section = section.model_dump() if hasattr(section, "model_dump") else dict(section)

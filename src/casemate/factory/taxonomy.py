@@ -13,8 +13,12 @@ from casemate.factory.datasets import ClassMap
 COMMON: dict[str, tuple[str, ...]] = {
     "car": ("vehicle/car",), "sedan": ("vehicle/car",), "van": ("vehicle/van", "vehicle/car"),
     "small-vehicle": ("vehicle/car",), "small vehicle": ("vehicle/car",), "vehicle": ("vehicle/car",),
-    "truck": ("vehicle/truck",), "large-vehicle": ("vehicle/truck",), "large vehicle": ("vehicle/truck",),
-    "bus": ("vehicle/bus", "vehicle/truck"), "minibus": ("vehicle/bus", "vehicle/van", "vehicle/truck"),
+    # a truck of no stated kind is a box truck, not a tanker
+    "truck": ("vehicle/truck/box_truck", "vehicle/truck"),
+    "large-vehicle": ("vehicle/truck/box_truck", "vehicle/truck"),
+    "large vehicle": ("vehicle/truck/box_truck", "vehicle/truck"),
+    "bus": ("vehicle/bus", "vehicle/truck/box_truck", "vehicle/truck"),
+    "minibus": ("vehicle/bus", "vehicle/van", "vehicle/truck/box_truck", "vehicle/truck"),
     "tanker": ("vehicle/truck/tanker",),
     "boat": ("ship/boat",), "motorboat": ("ship/boat",), "ship": ("ship/cargo", "ship"), "vessel": ("ship",),
     "plane": ("aircraft/airliner", "aircraft"), "airplane": ("aircraft/airliner", "aircraft"),

@@ -16,12 +16,11 @@ import shutil
 from typing import TYPE_CHECKING, Any
 
 from casemate.errors import UsageError
-from casemate.factory.jobs import Job, JobStore
-from casemate.security.labels import format_label, lub
+from casemate.factory.jobs import Job, Reporter
+from casemate.security.labels import format_label
 from casemate.security.policy import User
 
 if TYPE_CHECKING:
-    from casemate.factory.runner import Reporter
     from casemate.workspace import Workspace
 
 DEFAULTS: dict[str, Any] = {"epochs": 30, "minutes": None, "batch": 16, "width": 16, "lr": 3e-3, "crop": 256,
@@ -43,46 +42,6 @@ def parse_time(value: str | None) -> int | None:
     else:
         h, mi, s = 0, b, 0
     return max(1, d * 1440 + h * 60 + mi + (1 if s else 0))
-
-
-def submit_training(ws: Workspace, user: User, *, dataset: str, executor: str = "local", base: str | None = None,
-                    holdout: str | None = None, class_map: dict[str, str] | None = None,
-                    classes: list[str] | None = None, partition: str | None = None, gpus: int | None = None,
-                    time: str | None = None, name: str | None = None, **params: Any) -> Job:
-    """Check the inputs as the user, make the job (label: lub of its inputs) and launch it."""
-    from casemate.factory.datasets import get_dataset
-    from casemate.factory.executors import executor_for
-    from casemate.factory.registry import load_model
-
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise UsageError(f"unknown training parameter(s): {', '.join(sorted(unknown))}")
-    ds, manifest = get_dataset(ws, user, dataset)
-    labels = [ds.label]
-    base_v = None
-    if base is not None:
-        base_v = load_model(ws, user, base).version
-        labels.append(base_v.label)
-    hold_v = None
-    if holdout is not None:
-        hold_v, _ = get_dataset(ws, user, holdout)
-        labels.append(hold_v.label)
-    if not manifest["items"]:
-        raise UsageError(f"dataset {ds.id} has no images")
-    resources = {"partition": partition, "gpus": gpus, "time_min": parse_time(time)}
-    spec = {"dataset": ds.id, "base": base_v.id if base_v else None, "holdout": hold_v.id if hold_v else None,
-            "class_map": class_map or {}, "classes": classes, "name": name or f"detector-{ds.name}",
-            "params": {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}},
-            "resources": {k: v for k, v in resources.items() if v is not None}}
-    ex = executor_for(ws, executor, **spec["resources"])
-    store = JobStore(ws)
-    job = store.create(user, kind="train-detector", label=lub(labels), executor=executor, spec=spec)
-    try:
-        external = ex.launch(ws, job)
-    except Exception as exc:
-        store.update(job.id, state="failed", log=f"could not start: {exc}", actor=user.name)
-        raise
-    return store.update(job.id, external_id=external, log=f"submitted to {executor} as {external}", actor=user.name)
 
 
 def _call_train(train_fn: Any, **kwargs: Any) -> dict[str, Any]:
@@ -143,7 +102,10 @@ def train_detector(ws: Workspace, user: User, job: Job, rep: Reporter) -> dict[s
         state_file.write_text(json.dumps({"epochs_done": done}))
         rep.log(f"epoch {done}/{epochs}: loss {rec.get('loss', float('nan')):.4f}", progress=0.95 * done / epochs)
 
-    if left > 0:
+    exported = (out / "manifest.json").is_file() and (out / "model.onnx").is_file()
+    if left > 0 or not exported:
+        # Zero epochs left but no export yet (stopped between the last epoch and the export):
+        # the trainer then only loads the checkpoint and exports it.
         res = _call_train(train, data=[data], out=out, classes=tuple(taxonomy), width=int(p["width"]), epochs=left,
                           max_minutes=p.get("minutes"), batch=int(p["batch"]), crop=int(p["crop"]),
                           lr=float(p["lr"]), seed=int(p["seed"]) + done, threads=int(p["threads"]), resume=resume,
