@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo", "srun")
-SBIN = ("/usr/sbin", "/usr/bin")
+SBIN = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
+EXTRA_ADDR = "192.0.2.1"
 
 
 def missing_binaries() -> list[str]:
@@ -102,7 +103,21 @@ NodeName={node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory=1000 State=UNKNOW
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 """)
 
+    def _ensure_addrconfig(self) -> None:
+        """Slurm resolves its listening address with AI_ADDRCONFIG, which finds nothing where the
+        only address is 127.0.0.1 (the test suite's network namespace). There, give loopback a
+        second, documentation address (192.0.2.1: it leads nowhere)."""
+        if os.geteuid() != 0 or {name for _, name in socket.if_nameindex()} != {"lo"}:
+            return
+        ip = _which("ip")
+        shown = subprocess.run([ip, "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+        if any(a for a in shown.split() if "/" in a and not a.startswith("127.")):
+            return
+        subprocess.run([ip, "addr", "add", f"{EXTRA_ADDR}/32", "dev", "lo"], check=True, capture_output=True)
+        self._extra_addr = True
+
     def start(self, timeout: float = 30.0) -> SlurmCluster:
+        self._ensure_addrconfig()
         self._write_config()
         r = self.root
         env = {**os.environ, **self.env}
@@ -184,6 +199,9 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscrib
                     except subprocess.TimeoutExpired:
                         os.killpg(pid, signal.SIGKILL)
                         p.wait(5)
+        if getattr(self, "_extra_addr", False):
+            subprocess.run([_which("ip"), "addr", "del", f"{EXTRA_ADDR}/32", "dev", "lo"], capture_output=True)
+            self._extra_addr = False
         for pid in self._our_stepds():  # a step daemon that outlived its slurmd
             try:
                 os.kill(pid, signal.SIGKILL)
