@@ -197,3 +197,29 @@ def test_openapi_offline_and_the_server_still_behind(console: dict[str, Any]) ->
     assert "<style" not in page.text and " style=" not in page.text and "<script>" not in page.text
     assert httpx.get(console["url"] + "/console/static/vendor/ol.js").status_code == 200
     assert httpx.get(console["url"] + "/console/static/../app.py").status_code == 404
+
+
+def _finish(c: httpx.Client, job: dict[str, Any], seconds: float = 90) -> dict[str, Any]:
+    end = time.monotonic() + seconds
+    while job["state"] not in ("done", "failed") and time.monotonic() < end:
+        time.sleep(0.2)
+        job = c.get(f"/jobs/{job['id']}").json()["job"]
+    return job
+
+
+def test_detect_and_pack_run_are_jobs_on_ids_never_paths(console: dict[str, Any]) -> None:
+    c = login(console, "dora")
+    ids = console["ids"]
+    assert c.post(f"/items/{ids['secret']}/detect", json={}).status_code == 404
+    assert c.post(f"/items/{ids['convoi']}/detect", json={}).status_code == 400
+    assert c.post(f"/items/{ids['image']}/detect", json={"model": "/etc/passwd"}).status_code == 400
+    for bad in ("../../etc/passwd", "/tmp/x.yaml", "a.yaml"):
+        assert c.post("/pack/runs", json={"mission": bad}).status_code == 400
+    assert c.post("/pack/runs", json={"mission": ids["secret"]}).status_code == 404
+    scenarios = c.get("/pack/scenarios").json()["scenarios"]
+    assert "harbour-search" in scenarios
+    job = _finish(c, c.post(f"/items/{ids['image']}/detect", json={}).json()["job"])
+    assert job["state"] in ("done", "failed") and "Traceback" not in (job["error"] or "")
+    if job["state"] == "done":  # the built-in detector ran: its layer is readable and drawn in pixels
+        det = c.get(f"/items/{ids['image']}/detections", params={"format": "compact"}).json()
+        assert det["width"] == 800

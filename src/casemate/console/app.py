@@ -77,6 +77,20 @@ class TokenBody(BaseModel):
     note: str = Field(default="", max_length=200)
 
 
+class DetectBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+                              description="a model version id (default: the built-in detector)")
+
+
+class PackRunBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mission: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+                         description="a built-in scenario's name or a stored mission's id")
+    seed: int = Field(default=0, ge=0, le=2**31)
+    label: str | None = Field(default=None, max_length=200)
+
+
 class TranscribeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     language: str | None = Field(default=None, max_length=8)
@@ -437,6 +451,73 @@ def create_console(ws: Any, assistant: Any = None, *, settings: ConsoleSettings 
 
         job = jobs.submit(user.name, "transcribe", vid, work)
         return {"job": job.to_json()}
+
+    # -- imagery and the robot pack (their service functions, run as jobs) ---------------------
+    @api.post("/items/{vid}/detect", tags=["imagery"])
+    def detect(vid: str, body: DetectBody, user: User = Depends(current_user)) -> dict[str, Any]:
+        """Start detection on a stored image; the job's result is the detections version."""
+        from casemate.imagery.service import detect_source
+
+        v = ws.catalog.get(user, vid)
+        if v.kind != "image":
+            raise UsageError(f"{v.name} is a {v.kind}, not an image: only images can be detected on")
+
+        def work(progress: Any) -> dict[str, Any]:
+            def step(_stage: str, done: int, total: int) -> None:
+                if total:
+                    progress(done / total)
+
+            out = detect_source(ws, user, v.id, model=body.model, progress=step)
+            return {"item": out.geojson.id if getattr(out, "geojson", None) else v.id, "image": v.id}
+
+        return {"job": jobs.submit(user.name, "detect", vid, work).to_json()}
+
+    @api.get("/pack/scenarios", tags=["pack"])
+    def pack_scenarios(user: User = Depends(current_user)) -> dict[str, Any]:
+        """The built-in scenarios (stored mission plans are in the catalog, kind mission)."""
+        from casemate.pack.scenario import SCENARIO_DIR
+
+        return {"scenarios": sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))}
+
+    @api.post("/pack/runs", tags=["pack"])
+    def pack_run(body: PackRunBody, user: User = Depends(current_user)) -> dict[str, Any]:
+        """Run a built-in scenario or a stored mission as a job; the results go to the catalog."""
+        from casemate.pack import service
+        from casemate.pack.scenario import SCENARIO_DIR
+
+        # a name or an id, never a path on the server
+        if not (SCENARIO_DIR / f"{body.mission}.yaml").exists():
+            ws.catalog.get(user, body.mission)
+        total: dict[str, int] = {}
+
+        def work(progress: Any) -> dict[str, Any]:
+            def started(sc: Any) -> None:
+                total["steps"] = max(1, int(getattr(sc, "steps", 0) or 1))
+
+            def step(n: int) -> None:
+                if total.get("steps"):
+                    progress(min(0.99, n / total["steps"]))
+
+            tmp = Path(tempfile.mkdtemp(prefix="pack-", dir=_tmp_root(ws)))
+            try:
+                out = service.run_scenario(ws, user, body.mission, seed=body.seed, label=body.label,
+                                           out_dir=tmp / "run", progress=step, start=started)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            m = out.result.metrics
+            return {"item": out.results.id if out.results else None,
+                    "replay": out.replay.id if out.replay else None,
+                    "findings": [f.id for f in out.findings],
+                    "metrics": {k: m.get(k) for k in ("steps", "coverage", "targets_found", "tasks_done",
+                                                      "collisions")}}
+
+        return {"job": jobs.submit(user.name, "pack-run", body.mission, work).to_json()}
+
+    @api.get("/pack/missions/{mission}/tasks", tags=["pack"])
+    def pack_tasks(mission: str, user: User = Depends(current_user)) -> dict[str, Any]:
+        from casemate.pack import service
+
+        return {"mission": mission, "tasks": service.mission_tasks(ws, user, mission)}
 
     # -- jobs ---------------------------------------------------------------------------------
     @api.get("/jobs", tags=["jobs"])

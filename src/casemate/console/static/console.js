@@ -21,6 +21,8 @@
       target: 'Cible', users: 'Utilisateurs', clearance: 'Habilitation', roles: 'Rôles', password: 'Mot de passe',
       addUser: 'Ajouter', tokens: 'Jetons', note: 'Note', forUser: 'Pour (utilisateur)', createToken: 'Créer un jeton',
       tokenShown: 'Copiez ce jeton maintenant : il ne sera plus affiché.', revoke: 'Révoquer', revoked: 'révoqué',
+      detect: 'Détecter', 'nav.pack': 'Essaim', scenario: 'Scénario', seed: 'Graine', run: 'Lancer', replay: 'Rejeu',
+      results: 'Résultats', findings: 'Constats', missionId: 'ou mission (id)',
       classes: 'Classes', level: 'Niveau DRI', all: '(tous)', detection: 'Détection', provenance: 'Provenance',
       score: 'Score', drawn: 'détections affichées', clickHint: 'Cliquez une détection pour la voir.',
       verifyOk: 'Journal intègre', verifyBad: 'Journal altéré', open: 'Ouvrir', noText: 'Pas de texte extrait.',
@@ -44,6 +46,8 @@
       target: 'Target', users: 'Users', clearance: 'Clearance', roles: 'Roles', password: 'Password',
       addUser: 'Add', tokens: 'Tokens', note: 'Note', forUser: 'For (user)', createToken: 'Create a token',
       tokenShown: 'Copy this token now: it will not be shown again.', revoke: 'Revoke', revoked: 'revoked',
+      detect: 'Detect', 'nav.pack': 'Robot pack', scenario: 'Scenario', seed: 'Seed', run: 'Run', replay: 'Replay',
+      results: 'Results', findings: 'Findings', missionId: 'or mission (id)',
       classes: 'Classes', level: 'DRI level', all: '(all)', detection: 'Detection', provenance: 'Provenance',
       score: 'Score', drawn: 'detections drawn', clickHint: 'Click a detection to see it.',
       verifyOk: 'Log intact', verifyBad: 'Log tampered', open: 'Open', noText: 'No extracted text.',
@@ -154,7 +158,7 @@
 
   // -- router --------------------------------------------------------------------------------------
   const ROUTES = {catalog: catalogView, item: itemView, upload: uploadView, chat: chatView, map: mapView,
-    jobs: jobsView, audit: auditView, users: usersView, tokens: tokensView};
+    jobs: jobsView, pack: packView, audit: auditView, users: usersView, tokens: tokensView};
   async function route() {
     const [path, query] = location.hash.slice(2).split('?');
     const [name, arg] = path.split('/');
@@ -223,7 +227,8 @@
     if (v.kind === 'image') {
       const img = h('img', {id: 'image', alt: v.name, src: API + '/items/' + encodeURIComponent(v.id) + '/render.png', class: 'preview'});
       view.append(h('div', {class: 'card'}, h('h2', {text: t('image')}), img,
-        data.children.some((c) => c.kind === 'detections') ? h('p', {}, h('a', {id: 'to-map', href: '#/map/' + encodeURIComponent(v.id), text: t('map')})) : null));
+        data.children.some((c) => c.kind === 'detections') ? h('p', {}, h('a', {id: 'to-map', href: '#/map/' + encodeURIComponent(v.id), text: t('map')})) : null,
+        detectButton(v)));
     }
     if (v.kind === 'audio' || v.kind === 'transcript' || (v.kind === 'other' && /\.(mp4|webm)$/i.test(v.name))) await audioPart(view, v, data, params);
     if (['document', 'transcript', 'conversation', 'other', 'finding'].includes(v.kind)) {
@@ -260,6 +265,38 @@
       });
       view.append(h('div', {class: 'card'}, h('h2', {text: t('declassify')}), f));
     }
+  }
+
+  function detectButton(v) {
+    const out = h('p', {id: 'detect-status', role: 'status'});
+    const btn = h('button', {type: 'button', id: 'detect', text: t('detect')});
+    btn.addEventListener('click', async () => {
+      try { const r = await call('POST', '/items/' + encodeURIComponent(v.id) + '/detect', {}); await watchJob(r.job, out); route(); } catch (e) { out.textContent = e.message; }
+    });
+    return h('div', {}, btn, out);
+  }
+
+  async function packView(view) {
+    const data = await call('GET', '/pack/scenarios');
+    const sel = h('select', {id: 'pack-scenario'}, data.scenarios.map((s) => h('option', {value: s, text: s})));
+    const mission = h('input', {id: 'pack-mission', placeholder: 'id'});
+    const seed = h('input', {id: 'pack-seed', type: 'number', value: '0', min: '0'});
+    const out = h('div', {id: 'pack-status', role: 'status'});
+    const f = h('form', {class: 'inline', id: 'pack-form'}, field('pack-scenario', 'scenario', sel),
+      field('pack-mission', 'missionId', mission), field('pack-seed', 'seed', seed), h('button', {type: 'submit', id: 'pack-run', text: t('run')}));
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      try {
+        const r = await call('POST', '/pack/runs', {mission: mission.value.trim() || sel.value, seed: Number(seed.value) || 0});
+        const job = await watchJob(r.job, out);
+        const res = job.result;
+        const link = (id, key) => id ? h('li', {}, t(key) + ' : ', h('a', {href: '#/item/' + encodeURIComponent(id), text: id})) : null;
+        out.append(h('ul', {id: 'pack-results'}, link(res.item, 'results'), link(res.replay, 'replay'), (res.findings || []).map((x) => link(x, 'findings')),
+          h('li', {text: Object.entries(res.metrics || {}).map(([k, x]) => `${k}: ${x}`).join(' · ')})));
+        document.body.dataset.state = 'pack-done';
+      } catch (e) { out.textContent = e.message; }
+    });
+    view.append(h('h1', {text: t('nav.pack')}), f, out);
   }
 
   function highlight(pre, text, snippet) {
