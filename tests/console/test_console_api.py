@@ -218,8 +218,23 @@ def test_detect_and_pack_run_are_jobs_on_ids_never_paths(console: dict[str, Any]
     assert c.post("/pack/runs", json={"mission": ids["secret"]}).status_code == 404
     scenarios = c.get("/pack/scenarios").json()["scenarios"]
     assert "harbour-search" in scenarios
-    job = _finish(c, c.post(f"/items/{ids['image']}/detect", json={}).json()["job"])
+    from conftest import png_bytes
+
+    ws = console["ws"]
+    own = ws.catalog.put(ws.acting_user("dora"), png_bytes(640, 480), name="own.png", kind="image", label="DR")
+    job = _finish(c, c.post(f"/items/{own.id}/detect", json={}).json()["job"])
     assert job["state"] in ("done", "failed") and "Traceback" not in (job["error"] or "")
     if job["state"] == "done":  # the built-in detector ran: its layer is readable and drawn in pixels
-        det = c.get(f"/items/{ids['image']}/detections", params={"format": "compact"}).json()
-        assert det["width"] == 800
+        det = c.get(f"/items/{own.id}/detections", params={"format": "compact"}).json()
+        assert det["width"] == 640 and det["layer"]["parents"][0] == own.id
+
+
+@pytest.mark.slow
+def test_pack_run_job_stores_results_in_the_catalog(console: dict[str, Any]) -> None:
+    c = login(console, "dora")
+    t0 = time.monotonic()
+    job = _finish(c, c.post("/pack/runs", json={"mission": "harbour-search", "seed": 1}).json()["job"], 120)
+    print(f"pack run job: {time.monotonic() - t0:.1f} s, {job['state']}, {job['error']}")
+    assert job["state"] == "done", job["error"]
+    assert c.get(f"/items/{job['result']['item']}").status_code == 200
+    assert job["result"]["metrics"]["steps"] > 0
