@@ -32,6 +32,7 @@ from casemate.console.settings import ConsoleSettings, settings_of
 from casemate.errors import CasemateError, NotFound, PermissionDenied, UsageError
 from casemate.security.labels import Label, format_label, lub, parse_label
 from casemate.security.policy import User
+from casemate.workspace import Workspace
 
 PREFIX = "/console"
 CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self'; connect-src 'self'; "
@@ -119,7 +120,7 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "code": status}}, status_code=status)
 
 
-def create_console(ws: Any, assistant: Any = None, *, settings: ConsoleSettings | None = None,
+def create_console(ws: Workspace, assistant: Any = None, *, settings: ConsoleSettings | None = None,
                    transcriber: Any = None) -> FastAPI:
     """The console as its own app (pages and API under /console); `mount` puts the server's app behind it."""
     conf = settings or settings_of(ws)
@@ -619,7 +620,7 @@ def create_console(ws: Any, assistant: Any = None, *, settings: ConsoleSettings 
     return app
 
 
-def mount(app: FastAPI, ws: Any, assistant: Any = None, **options: Any) -> FastAPI:
+def mount(app: FastAPI, ws: Workspace, assistant: Any = None, **options: Any) -> FastAPI:
     """The console in front of `app` (the server's): /console/... is the console, the rest is `app`.
 
     Returns the app to serve. The console is an outer app rather than routes added to `app` so that
@@ -630,7 +631,7 @@ def mount(app: FastAPI, ws: Any, assistant: Any = None, **options: Any) -> FastA
     return console
 
 
-def _detections_version(ws: Any, user: User, vid: str) -> tuple[Version, Version | None]:
+def _detections_version(ws: Workspace, user: User, vid: str) -> tuple[Version, Version | None]:
     v = ws.catalog.get(user, vid)
     if v.kind == "detections":
         image = None
@@ -674,7 +675,7 @@ def _quote(name: str) -> str:
     return quote(name, safe="")
 
 
-def _tmp_root(ws: Any) -> Path:
+def _tmp_root(ws: Workspace) -> Path:
     root = Path(ws.home) / "tmp"
     root.mkdir(parents=True, exist_ok=True)
     return root

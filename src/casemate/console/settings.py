@@ -3,9 +3,9 @@ typed configuration has one, else the defaults), so a change of configuration is
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
+
+from casemate.workspace import Workspace
 
 
 class ConsoleSettings(BaseModel):
@@ -17,7 +17,7 @@ class ConsoleSettings(BaseModel):
     upload_hooks: bool = True  # index (and transcribe) uploads as `casemate ingest` does
 
 
-def settings_of(ws: Any) -> ConsoleSettings:
+def settings_of(ws: Workspace) -> ConsoleSettings:
     section = getattr(ws.config, "console", None)
     if section is None:
         return ConsoleSettings()
