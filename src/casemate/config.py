@@ -69,6 +69,14 @@ class SpeechConfig(Section):
     language: str | None = None
 
 
+class ConsoleConfig(Section):
+    idle_minutes: int = Field(30, ge=1, le=24 * 60)
+    session_hours: int = Field(8, ge=1, le=72)
+    login_per_minute: int = Field(10, ge=1, le=1000)
+    max_upload_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    upload_hooks: bool = True  # index (and transcribe) uploads as `casemate ingest` does
+
+
 class WorkspaceConfig(Section):
     database_url: str | None = None
     audit_checkpoint_every: int = Field(1024, ge=1, le=1_000_000)
@@ -76,6 +84,7 @@ class WorkspaceConfig(Section):
     server: ServerConfig = ServerConfig()
     assistant: AssistantConfig = AssistantConfig()
     speech: SpeechConfig = SpeechConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_defaults=True)

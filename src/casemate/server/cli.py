@@ -15,9 +15,12 @@ def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
     """Serve the chat page, /v1/chat/completions, /v1/models, /api/search and /docs."""
     import uvicorn
 
+    from casemate.assistant.pipeline import Assistant
+    from casemate.console import mount
     from casemate.server.app import create_app
 
     ws = state_of(ctx).workspace()
-    app = create_app(ws)
-    click.echo(f"Casemate assistant on http://{host}:{port}/  (API docs: /docs)", err=True)
+    assistant = Assistant(ws)  # one model and index shared by the server and the console
+    app = mount(create_app(ws, assistant), ws, assistant)
+    click.echo(f"Casemate on http://{host}:{port}/  (console: /console/, API docs: /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
