@@ -79,7 +79,7 @@ _SPDX_IDS = {
 }
 _CLASSIFIER_SPDX = {
     "MIT License": "MIT",
-    "BSD License": "BSD-3-Clause",
+    "BSD License": "BSD (variant not stated in the metadata)",
     "Apache Software License": "Apache-2.0",
     "ISC License (ISCL)": "ISC",
     "Python Software Foundation License": "PSF-2.0",
@@ -90,7 +90,7 @@ _CLASSIFIER_SPDX = {
     "Boost Software License 1.0 (BSL-1.0)": "BSL-1.0",
 }
 _TEXT_SPDX = {
-    "mit": "MIT", "mit license": "MIT", "bsd": "BSD-3-Clause", "bsd-3-clause": "BSD-3-Clause", "bsd license": "BSD-3-Clause",
+    "mit": "MIT", "mit license": "MIT", "bsd-3-clause": "BSD-3-Clause",
     "new bsd": "BSD-3-Clause", "new bsd license": "BSD-3-Clause", "3-clause bsd license": "BSD-3-Clause",
     "apache 2.0": "Apache-2.0", "apache-2.0": "Apache-2.0", "apache license 2.0": "Apache-2.0",
     "apache license, version 2.0": "Apache-2.0", "apache software license": "Apache-2.0", "isc": "ISC",
