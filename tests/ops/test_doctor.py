@@ -342,3 +342,17 @@ def test_doctor_module_entry_point(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert json.loads(res.stdout)["ok"] is True
+
+
+def test_doctor_under_the_main_cli_takes_the_global_home(ws_home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # the entries the lead adds to casemate.cli.LAZY_COMMANDS
+    import casemate.cli as main_cli
+
+    monkeypatch.setitem(main_cli.LAZY_COMMANDS, "doctor", "casemate.ops.cli:doctor_cmd")
+    monkeypatch.setitem(main_cli.LAZY_COMMANDS, "bundle", "casemate.ops.cli:bundle_cmd")
+    assert main_cli.main(["--json", "doctor", "--home", str(ws_home)]) == 0  # --home after, --json before
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and any(c["name"] == "database" and c["status"] == "ok" for c in report["checks"])
+    assert main_cli.main(["doctor", "--home", str(ws_home / "nope")]) == 1
+    assert "FAIL workspace" in capsys.readouterr().out
