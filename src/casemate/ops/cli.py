@@ -6,6 +6,7 @@ Also runnable alone (`python -m casemate.ops.cli doctor`), e.g. before the main 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -97,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except Exception as exc:  # a bug or an environment failure: one line, as the main CLI does
+        if os.environ.get("CASEMATE_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (set CASEMATE_DEBUG=1 for details)", err=True)
+        return 70
 
 
 if __name__ == "__main__":  # pragma: no cover
