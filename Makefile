@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: demo test lint bench system clean
+.PHONY: demo test lint bench system clean bundle bundle-wheelhouse
 
 $(STAMP): pyproject.toml scripts/install.sh
 	bash scripts/install.sh $(PY) $(VENV)
@@ -21,9 +21,22 @@ system:
 demo: $(STAMP)
 	$(BIN)/casemate demo
 
-test: $(STAMP) system
+test: $(STAMP) system build/.bundle-wheelhouse
 	$(BIN)/ruff check src tests benchmarks
 	bash scripts/test.sh
+
+# The offline installation bundle (docs/install.md).
+bundle: $(STAMP)
+	rm -rf build/bundle build/casemate-bundle.tar
+	$(BIN)/python -m casemate.ops.cli bundle --out build/bundle --tar build/casemate-bundle.tar
+
+# Wheels the bundle test rebuilds from offline (the tests run with no network), fetched with network.
+build/.bundle-wheelhouse: $(STAMP) pyproject.toml
+	rm -rf build/bundle-wheelhouse
+	$(BIN)/python -m casemate.ops.cli bundle --out build/bundle-wheelhouse --profile demo --key build/bundle-ci.pem
+	touch $@
+
+bundle-wheelhouse: build/.bundle-wheelhouse
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

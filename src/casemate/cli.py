@@ -54,6 +54,9 @@ LAZY_COMMANDS: dict[str, str] = {
     "train": "casemate.factory.cli:train_group",
     "models": "casemate.factory.cli:models_group",
     "check-labels": "casemate.factory.cli:check_labels_cmd",
+    # operations (issue 14)
+    "bundle": "casemate.ops.cli:bundle_cmd",
+    "doctor": "casemate.ops.cli:doctor_cmd",
 }
 
 
