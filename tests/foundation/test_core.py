@@ -122,3 +122,19 @@ def test_a_refusal_is_audited_although_it_raises(home) -> None:
             ws.catalog.get(ws.acting_user("dana"), secret.id)
         last = ws.audit.tail(1)[0]
         assert (last.actor, last.action, last.target) == ("dana", "refused", secret.id)
+
+
+def test_versions_with_a_new_label_read_back_inside_one_transaction(home) -> None:
+    """Several puts in one outer transaction (all or nothing), the first making a new label: the
+    later reads in the same transaction see it; after a rollback nothing of it remains."""
+    with Workspace.init(home) as ws:
+        admin = ws.acting_user("admin")
+        with ws.transaction():
+            a = ws.catalog.put(admin, b"a", name="a", kind="mission", label="S")
+            b = ws.catalog.put(admin, b"b", name="b", kind="finding", parents=[a.id])
+            assert format_label(ws.catalog.get(admin, b.id).label) == "S"
+        assert [v.name for v in ws.catalog.list(admin)] == ["b", "a"]
+        with pytest.raises(RuntimeError), ws.transaction():
+            ws.catalog.put(admin, b"c", name="c", kind="mission", label="TS")
+            raise RuntimeError("the run failed")
+        assert [v.name for v in ws.catalog.list(admin)] == ["b", "a"]

@@ -40,7 +40,15 @@ class LabelRegistry:
         found = self._by_id.get(label_id)
         if found is None:
             self.refresh()
-            found = self._by_id[label_id]
+            found = self._by_id.get(label_id)
+        if found is None:
+            # A label made by the caller's own open transaction: read through it, never cached
+            # (the transaction may still roll back).
+            with self.db.read() as conn:
+                text = conn.execute(select(db.labels.c.text).where(db.labels.c.id == label_id)).scalar()
+            if text is None:
+                raise KeyError(label_id)
+            found = parse_label(text)
         return found
 
     def known(self) -> dict[int, Label]:
