@@ -51,11 +51,15 @@ class EngineConfig(Section):
     # openai: an OpenAI-compatible server on loopback or a configured host
     base_url: str | None = None
     api_key_env: str = "CASEMATE_LLM_API_KEY"
+    # llama.cpp parallel slots (several users at once); the pinned SHA-256 of a configured GGUF
+    parallel: int = Field(1, ge=1, le=64)
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
 
 
 class AssistantConfig(Section):
     engine: EngineConfig = EngineConfig()
     embedder_path: str | None = None
+    ranking: Literal["hybrid", "dense", "bm25"] = "hybrid"
 
 
 class SpeechConfig(Section):

@@ -119,7 +119,7 @@ def _assistant_step(ws, echo) -> None:  # type: ignore[no-untyped-def]
         for reader in ("alex", "sam"):  # each indexes what they may read; chunks keep their labels
             assistant.index_all(ws.acting_user(reader))
         question = "Quels navires ont été observés au nord d'Ouessant ?"
-        echo(f"6. Assistant (local SmolLM2 + e5 retrieval): « {question} »")
+        echo(f"6. Assistant (local Qwen2.5-Coder-0.5B + e5 retrieval): « {question} »")
         for name in ["dana", "sam"]:
             answer = assistant.ask(ws.acting_user(name), question).to_json()
             text = " ".join(str(answer["answer"]).split())
