@@ -1,7 +1,7 @@
 """The README's usage block runs as written, command by command, on a scratch workspace: the
 README cannot drift from the code again.
 
-The block's `ID` is a Secret//ALPHA report (made for the test, since the README leaves it to the
+The block's `ID` is the asset id of a Secret//ALPHA report (made for the test, since the README leaves it to the
 reader): dana (DR) gets "no such item" (exit 4, hidden == missing), sam declassifies it. The files
 the block names (./reports, recording.wav, scene.tif) are made here; `serve` is started, asked for
 its health, and stopped.
@@ -40,6 +40,7 @@ def make_inputs(cwd: Path) -> None:
     (reports / "convoi.txt").write_text(
         "Ordre de mouvement. Le convoi de ravitaillement en carburant part mardi à 6 h du dépôt de Brest "
         "vers Landivisiau, escorté par deux véhicules.\n", encoding="utf-8")
+    (cwd / "plan-alpha.txt").write_text("Plan ALPHA : relève du détachement le 12.\n", encoding="utf-8")
     (reports / "meteo.txt").write_text("Bulletin météo : vent d'ouest, mer agitée au large d'Ouessant.\n",
                                        encoding="utf-8")
     subprocess.run(["espeak-ng", "-v", "fr", "-w", str(cwd / "recording.wav"),
@@ -67,8 +68,9 @@ def test_readme_usage_block_runs_as_written(tmp_path) -> None:
     secret_id = None
     ran = []
     for line in usage_block():
-        words = [os.path.expanduser(w) if w.startswith("~") else w for w in shlex.split(line, comments=True)]
-        words = [w.replace("~/", str(tmp_path) + "/") for w in words]
+        # `~` is the scratch folder (the shell would expand it with HOME, set to it below)
+        words = [w.replace("~", str(tmp_path)) if w.startswith("~") or "=~" in w else w
+                 for w in shlex.split(line, comments=True)]
         if words[0] == ".":
             continue  # activating the venv: this test runs its own interpreter
         if words[0] == "export":
@@ -77,10 +79,11 @@ def test_readme_usage_block_runs_as_written(tmp_path) -> None:
             continue
         assert words[0] == "casemate", f"README usage line not understood by this test: {line!r}"
         if "ID" in words and secret_id is None:
-            made = subprocess.run([*CASEMATE, "ingest", str(cwd / "reports" / "convoi.txt"), "--label", "S//ALPHA",
+            made = subprocess.run([*CASEMATE, "--as", "sam", "ingest", str(cwd / "plan-alpha.txt"), "--label", "S//ALPHA",
                                    "--json", "--no-hooks"], cwd=cwd, env=env, capture_output=True, text=True)
             assert made.returncode == 0, made.stderr
-            secret_id = json.loads(made.stdout)["ingested"][0]["id"]
+            # an asset id: each command acts on the newest version its user may read
+            secret_id = json.loads(made.stdout)["ingested"][0]["asset_id"]
         words = [secret_id if w == "ID" else w for w in words]
         command = next(w for w in words[1:] if not w.startswith("-") and w not in ("dana", "sam"))
         if command == "serve":
