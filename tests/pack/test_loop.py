@@ -322,3 +322,4 @@ def test_http_face_calls_the_same_services(ws) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["plan"]["id"] == mid and {t["task"]: t["gate"] for t in body["tasks"]}["d0"] == "approved"
+

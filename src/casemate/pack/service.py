@@ -146,6 +146,8 @@ def run_scenario(ws: Workspace | None, user: User | None, scenario_ref: str | Pa
     outcome = RunOutcome(sc, result, paths, final)
     if ws is not None:
         assert user is not None
+        # one version after another: inside one outer transaction the catalog's label registry (which
+        # reads committed labels only) cannot see a label the run's first version interned
         _store(ws, user, sc, seed, final, plan, result, paths, found, outcome)
     return outcome
 
@@ -428,9 +430,9 @@ def decide(ws: Workspace, user: User, mission_id: str, task: str, decision: str,
     if prior is not None:
         raise UsageError(f"task {task} of mission {plan.id} was already {_PAST.get(prior.decision, prior.decision)} by {prior.by}: {prior.reason}")
     body = {"mission": plan.id, "task": task, "decision": decision, "reason": reason, "by": user.name}
-    v = ws.catalog.put(user, json.dumps(body).encode(), name=f"{sc.name}-{task}-{decision}.json", kind="mission",
-                       label=format_label(plan.label), parents=[plan.id],
-                       metadata={"role": "decision", "task": task, "decision": decision, "reason": reason})
-    with ws.transaction():
+    with ws.transaction():  # the decision and its audit entry together
+        v = ws.catalog.put(user, json.dumps(body).encode(), name=f"{sc.name}-{task}-{decision}.json", kind="mission",
+                           label=format_label(plan.label), parents=[plan.id],
+                           metadata={"role": "decision", "task": task, "decision": decision, "reason": reason})
         ws.audit.record(user.name, f"pack.{decision}", plan.id, {"task": task, "reason": reason, "decision_version": v.id})
     return v
