@@ -79,6 +79,7 @@ def test_retrieval_never_returns_an_unreadable_chunk(random_index: dict[str, Any
         brute = sorted((-float(random_index["vectors"][r.chunk_id] @ random_index["qvecs"][query]), r.chunk_id)
                        for r in readable)
         assert abs(float(scores.max()) + brute[0][0]) < 1e-5
+    if readable and k % 4 == 0:  # a quarter of the cases: the dense-only ranking is brute force's
         dense_only = index.search(user, random_index["qvecs"][query], query, k=k, fusion=Fusion.named("dense"))
         assert np.allclose([h.dense for h in dense_only], [-s for s, _ in brute[:k]], atol=1e-5)  # ties aside
 

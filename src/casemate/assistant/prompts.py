@@ -204,11 +204,11 @@ def check_answer(text: str, question: str, hits: Sequence[Hit], language: str) -
         return Checked(WITHDRAWN[language], (), False, True, grounding)
     cited = tuple(dict.fromkeys(int(n) for m in _CITE.finditer(text) for n in re.findall(r"\d+", m.group(1))))
     if not cited and hits and words:
-        # no marker: cite the source that holds most of the answer's words
+        # no marker: cite the source that holds most of the answer's words (the first, best-ranked
+        # one for a bare "Oui." / "Non.")
         best = max(range(len(hits)), key=lambda i: (sum(w in per_source[i] for w in words), -i))
-        if sum(w in per_source[best] for w in words):
-            text = _append_marker(text, best + 1)
-            cited = (best + 1,)
+        text = _append_marker(text, best + 1)
+        cited = (best + 1,)
     return Checked(text, cited, False, False, grounding)
 
 
