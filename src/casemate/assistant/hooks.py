@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from casemate.security.policy import User
+from casemate.workspace import Workspace
 
 
-def after_ingest(ws: Any, user: User, versions: Sequence[Any]) -> None:
+def after_ingest(ws: Workspace, user: User, versions: Sequence[Any]) -> None:
     """Index the new documents and transcripts (the others are skipped, cheaply)."""
     from casemate.assistant.pipeline import INDEXED_KINDS, Assistant
 

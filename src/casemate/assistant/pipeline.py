@@ -33,6 +33,7 @@ from casemate.assistant.textproc import language_of, tokenize
 from casemate.errors import NotFound, UsageError
 from casemate.security.labels import BOTTOM, Label, format_label, lub
 from casemate.security.policy import User, can_read
+from casemate.workspace import Workspace
 
 __all__ = ["INDEXED_KINDS", "NOT_FOUND", "Answer", "AnswerStream", "Assistant", "Citation", "IndexReport",
            "MAX_K", "MAX_QUERY_CHARS"]
@@ -178,7 +179,7 @@ class AnswerStream:
 class Assistant:
     """The assistant over one workspace. Thread-safe; share one per process."""
 
-    def __init__(self, ws: Any, embedder: Embedder | None = None, engine: ChatEngine | None = None) -> None:
+    def __init__(self, ws: Workspace, embedder: Embedder | None = None, engine: ChatEngine | None = None) -> None:
         self.ws = ws
         self.settings = section(ws, "assistant")
         self.embedder = embedder or embedder_from_settings(self.settings)

@@ -36,7 +36,9 @@ class PlanRequest(BaseModel):
 
 class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    mission: str = Field(min_length=1, max_length=200, description="a stored mission's id or a built-in scenario")
+    # A name or an id, never a path: the server's files are not the caller's to choose.
+    mission: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$",
+                         description="a stored mission's id or a built-in scenario")
     seed: int = 0
     label: str | None = Field(default=None, max_length=200)
 

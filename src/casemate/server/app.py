@@ -26,8 +26,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from casemate.assistant.pipeline import MAX_K, MAX_QUERY_CHARS, Assistant
 from casemate.errors import CasemateError
+from casemate.pack.api import pack_router
 from casemate.security.labels import format_label
 from casemate.security.policy import User
+from casemate.workspace import Workspace
 
 MODEL_ID = "casemate-assistant"
 MAX_BODY_BYTES = 64 * 1024
@@ -98,7 +100,7 @@ def _static(name: str) -> bytes:
     return resources.files("casemate.server").joinpath("static", name).read_bytes()
 
 
-def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: int | None = None,
+def create_app(ws: Workspace, assistant: Assistant | None = None, *, rate_per_minute: int | None = None,
                login_per_minute: int = 10) -> FastAPI:
     """The app over an open workspace (the caller closes it)."""
     assistant = assistant or Assistant(ws)
@@ -171,6 +173,9 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
             raise ApiError(401, "invalid or expired token", "authentication_error", {"WWW-Authenticate": "Bearer"})
         limiter.check(user.name)
         return user
+
+    # The pack's face: missions from detections, officers' decisions, runs (same service functions).
+    app.include_router(pack_router(ws, current_user))
 
     # -- pages ----------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
