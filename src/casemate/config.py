@@ -73,6 +73,12 @@ class SpeechConfig(Section):
     language: str | None = None
 
 
+class ImageryConfig(Section):
+    model: str | None = None  # a model name, folder, catalog id or alias (default: the shipped detector)
+    batch: int = Field(4, ge=1, le=64)
+    workers: int = Field(2, ge=1, le=16)
+
+
 class ConsoleConfig(Section):
     idle_minutes: int = Field(30, ge=1, le=24 * 60)
     session_hours: int = Field(8, ge=1, le=72)
@@ -88,6 +94,7 @@ class WorkspaceConfig(Section):
     server: ServerConfig = ServerConfig()
     assistant: AssistantConfig = AssistantConfig()
     speech: SpeechConfig = SpeechConfig()
+    imagery: ImageryConfig = ImageryConfig()
     console: ConsoleConfig = ConsoleConfig()
 
     def to_json(self) -> dict[str, Any]:

@@ -18,10 +18,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import console_fakes  # noqa: E402
+from console_fakes import CANARY, PASSWORDS  # noqa: E402
 
-PASSWORDS = {n: f"pw-{n}-correct-horse" for n in ("nina", "dora", "olga", "adam")}
 # Text, names and labels of items above the low user's clearance: none may ever reach dora's browser.
-CANARY = {"text": "CANARYTEXT5521", "name": "CANARYNAME-tempete", "det": "CANARYCLASS", "comp": "ZULU"}
 
 
 def wav_bytes(seconds: float = 4.0, rate: int = 8000) -> bytes:

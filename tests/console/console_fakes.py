@@ -45,3 +45,8 @@ def after_ingest(ws: Any, user: Any, versions: Sequence[Any]) -> None:
     todo = [v for v in versions if v.kind in INDEXED_KINDS]
     if todo:
         ASSISTANT["a"].index_versions(user, todo)
+
+# Shared by the fixtures and the tests (a module of its own: `conftest` is not importable by name
+# when several test folders are collected together).
+PASSWORDS = {n: f"pw-{n}-correct-horse" for n in ("nina", "dora", "olga", "adam")}
+CANARY = {"text": "CANARYTEXT5521", "name": "CANARYNAME-tempete", "det": "CANARYCLASS", "comp": "ZULU"}

@@ -7,8 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-from conftest import CANARY, PASSWORDS
+from console_fakes import CANARY, PASSWORDS
 
 
 def login(console: dict[str, Any], name: str) -> httpx.Client:

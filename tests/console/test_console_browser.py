@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 from casemate_browser import headless_chromium
-
-from conftest import CANARY, PASSWORDS
+from console_fakes import CANARY, PASSWORDS
 
 
 @pytest.fixture
