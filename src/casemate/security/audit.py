@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Connection, select
 
+from casemate.errors import UsageError
 from casemate.security.labels import parse_label
 from casemate.security.policy import User, can_read
 from casemate.store import db
@@ -223,8 +224,13 @@ class AuditLog:
         out: list[AuditEntry] = []
         for e in self.tail(n):
             label = e.detail.get("label") if isinstance(e.detail, dict) else None
-            if isinstance(label, str) and not can_read(reader, parse_label(label)):
-                continue
+            if isinstance(label, str):
+                try:
+                    parsed = parse_label(label)
+                except UsageError:  # not a classification (a note written by an older version)
+                    parsed = None
+                if parsed is not None and not can_read(reader, parsed):
+                    continue
             out.append(e)
         return out
 

@@ -181,7 +181,7 @@ class TokenStore:
             raise UsageError(f"no user named {name!r}")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.db.transaction() as conn:
-            self.audit.record(actor.name, "token.create", name, {"label": label})
+            self.audit.record(actor.name, "token.create", name, {"note": label})
             uid = conn.execute(select(db.users.c.id).where(db.users.c.name == name)).scalar_one()
             conn.execute(
                 db.tokens.insert().values(
