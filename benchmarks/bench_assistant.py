@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from casemate.assistant.embedder import default_embedder
-from casemate.assistant.engine import XLlamaEngine, default_gguf_path
-from casemate.assistant.index import ChunkRecord, SearchIndex, VersionInfo
+from casemate.assistant.engine import XLlamaEngine, smollm2_path
 from casemate.assistant.pipeline import Assistant
+from casemate.assistant.search import ChunkRecord, SearchIndex, VersionInfo
 from casemate.security.labels import Label, Level
 from casemate.security.policy import User
 
@@ -82,7 +82,7 @@ def bench_load(n_chunks: int, versions: int = 1000) -> dict[str, float]:
     then tokenise every chunk in Python), reproduced by `_legacy_load`.
     """
     from casemate.assistant.chunking import ChunkDraft
-    from casemate.assistant.index import IndexStore
+    from casemate.assistant.storage import IndexStore
 
     rng = np.random.default_rng(1)
     vocab = [f"mot{i}" for i in range(20000)]
@@ -176,7 +176,7 @@ def bench_ttft(reps: int, max_tokens: int) -> dict[str, float]:
         for i, p in enumerate(doc["data"][0]["paragraphs"]):
             ws.catalog.put(admin, p["context"].encode(), name=f"ddhc {i}", kind="document", label="NP",
                            text=p["context"])
-        engine = XLlamaEngine(default_gguf_path(), cache_prompt=False)
+        engine = XLlamaEngine(smollm2_path(), cache_prompt=False)
         assistant = Assistant(ws, engine=engine)
         assistant.index_all(admin)
         out.update(bench_indexing(ws, admin, assistant))

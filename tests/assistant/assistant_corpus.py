@@ -27,8 +27,9 @@ CANARIES = [
 CANARY_TOKENS = {"tempete": "CANARYS7781", "alpha": "CANARYALPHA4242", "ts": "CANARYTS9001"}
 
 
-def build_workspace(home: Path) -> dict[str, Any]:
-    """Workspace with users of several clearances, the corpus ingested and indexed."""
+def build_workspace(home: Path, embedder: Any = None, engine: Any = None) -> dict[str, Any]:
+    """Workspace with users of several clearances, the corpus ingested and indexed (with the given
+    embedder and engine; the real ones when None)."""
     from casemate.assistant.pipeline import Assistant
     from casemate.workspace import Workspace
 
@@ -44,7 +45,7 @@ def build_workspace(home: Path) -> dict[str, Any]:
         v = ws.catalog.put(admin if label != "S//ALPHA" else ws.acting_user("tess"), text.encode(), name=name,
                            kind="document", label=label, text=text)
         ids[name] = v.id
-    assistant = Assistant(ws)
+    assistant = Assistant(ws, embedder=embedder, engine=engine)
     assistant.index_all(admin)
     assistant.index_all(ws.acting_user("tess"))  # admin (TS, no compartment) cannot read ALPHA
-    return {"ws": ws, "ids": ids, "assistant": assistant}
+    return {"ws": ws, "ids": ids, "assistant": assistant, "engine": engine}

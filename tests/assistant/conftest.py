@@ -10,10 +10,20 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from assistant_corpus import build_workspace  # noqa: E402
+from fakes import HashEmbedder, ScriptedEngine  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    data = build_workspace(Path(tmp_path_factory.mktemp("corpus")) / "ws")
+    """The labelled corpus with the fast stand-ins (hashed bag-of-words embedder, scripted engine)."""
+    data = build_workspace(Path(tmp_path_factory.mktemp("corpus")) / "ws", HashEmbedder(), ScriptedEngine())
+    yield data
+    data["ws"].close()
+
+
+@pytest.fixture(scope="session")
+def real_corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The same corpus with the real models: e5-small and the default Qwen2.5-Coder-0.5B."""
+    data = build_workspace(Path(tmp_path_factory.mktemp("real")) / "ws")
     yield data
     data["ws"].close()

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -79,7 +80,9 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_cli_index_search_ask(corpus: dict[str, Any]) -> None:
+@pytest.mark.slow
+def test_cli_index_search_ask(real_corpus: dict[str, Any]) -> None:
+    corpus = real_corpus
     home = corpus["ws"].home
     r = _cli(home, "index", "--json")
     assert r.returncode == 0, r.stderr

@@ -7,13 +7,13 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from casemate.assistant.engine import EngineError, OpenAIEngine, XLlamaEngine, default_gguf_path
+from casemate.assistant.engine import EngineError, OpenAIEngine, XLlamaEngine, smollm2_path
 from casemate.errors import ModelMissing
 
 
 @pytest.fixture(scope="module")
 def engine() -> XLlamaEngine:
-    return XLlamaEngine(default_gguf_path())
+    return XLlamaEngine(smollm2_path())
 
 
 def test_listener_is_loopback_and_needs_the_key(engine: XLlamaEngine) -> None:
@@ -24,7 +24,10 @@ def test_listener_is_loopback_and_needs_the_key(engine: XLlamaEngine) -> None:
     assert httpx.post(addr + "/v1/chat/completions", json=body,
                       headers={"Authorization": "Bearer guessed"}).status_code == 401
     assert httpx.get(addr + "/v1/models").status_code == 401
-    assert httpx.get(addr + "/slots").status_code in (401, 404, 501)
+    key = {"Authorization": "Bearer " + engine._api_key}
+    for path in ("/slots", "/metrics"):
+        assert httpx.get(addr + path).status_code == 401  # no key: refused before anything else
+        assert httpx.get(addr + path, headers=key).status_code == 501  # with the key: the endpoint is off
 
 
 def test_openai_engine_against_an_authenticated_upstream(engine: XLlamaEngine) -> None:

@@ -7,9 +7,12 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from casemate.assistant import storage
 from casemate.assistant.chunking import ChunkDraft
-from casemate.assistant.index import ChunkRecord, IndexStore, SearchIndex, VersionInfo
+from casemate.assistant.search import ChunkRecord, SearchIndex, VersionInfo
+from casemate.assistant.storage import IndexStore
 from casemate.security.labels import format_label, parse_label
 from casemate.security.policy import User
 
@@ -73,21 +76,55 @@ def test_loaded_index_ranks_like_tokenising_and_stays_incremental(tmp_path: Path
     assert _results(index2, 6) == _results(_reference(store), 6)
 
 
-def test_an_index_file_from_the_previous_release_is_migrated(tmp_path: Path) -> None:
-    path = tmp_path / "assistant.sqlite"
-    store = IndexStore(path, 8, "test")
-    for item in _corpus(3, 6):
-        store.add_version(*item)
-    store.close()
-    # the previous release's layout: no BM25 columns, no vocab table
-    con = sqlite3.connect(path)
-    con.executescript("""
-        CREATE TABLE old AS SELECT id, version_id, ord, label, anchor, text, vector FROM chunks;
-        DROP TABLE chunks; DROP TABLE vocab; ALTER TABLE old RENAME TO chunks;""")
+def _schema(con: sqlite3.Connection) -> dict[str, object]:
+    """Tables with their columns (name, type, not null, default, pk), indexes with their columns."""
+    out: dict[str, object] = {}
+    for kind, name in con.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"):
+        if kind == "table":
+            out[name] = [tuple(r[1:]) for r in con.execute(f"PRAGMA table_info({name})")]
+            out[name + "/fk"] = [tuple(r[2:5]) + (r[6],) for r in con.execute(f"PRAGMA foreign_key_list({name})")]
+        elif kind == "index":
+            out["index " + name] = [r[2] for r in con.execute(f"PRAGMA index_info({name})")]
+    return out
+
+
+def test_migrating_an_empty_index_gives_exactly_the_live_schema(tmp_path: Path) -> None:
+    migrated = sqlite3.connect(tmp_path / "m.sqlite", isolation_level=None)
+    assert storage.migrate(migrated) == storage.LATEST
+    assert migrated.execute("PRAGMA user_version").fetchone()[0] == storage.LATEST
+    live = sqlite3.connect(tmp_path / "live.sqlite")
+    live.executescript(storage.LIVE_SCHEMA)
+    assert _schema(migrated) == _schema(live)
+    assert [m.number for m in storage.MIGRATIONS] == list(range(1, storage.LATEST + 1))
+
+
+def _release_1_file(path: Path, user_version: int) -> None:
+    """An index file as the first release wrote it: migration 1's frozen DDL, rows without BM25 input."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.executescript(storage.MIGRATIONS[0].ddl)
+    con.execute("INSERT INTO meta VALUES ('generation', '3'), ('embedder', 'test'), ('dim', '8')")
+    for info, drafts, vecs in _corpus(3, 6):
+        con.execute("INSERT INTO versions VALUES (?,?,?,?,?,?,?)", (info.version_id, info.asset_id, info.name,
+                    info.kind, format_label(info.label), len(drafts), sum(len(d.text) for d in drafts)))
+        for i, d in enumerate(drafts):
+            con.execute("INSERT INTO chunks(version_id, ord, label, anchor, text, vector) VALUES (?,?,?,?,?,?)",
+                        (info.version_id, i, format_label(info.label), json.dumps(d.anchor), d.text,
+                         vecs[i].tobytes()))
+    con.execute(f"PRAGMA user_version = {user_version}")
     con.close()
+
+
+@pytest.mark.parametrize("user_version", [0, 1])  # 0: written before numbered migrations
+def test_an_index_file_from_the_first_release_is_migrated(tmp_path: Path, user_version: int) -> None:
+    path = tmp_path / "assistant.sqlite"
+    _release_1_file(path, user_version)
     migrated = IndexStore(path, 8, "test")
-    cols = {r[1] for r in migrated._con().execute("PRAGMA table_info(chunks)")}
-    assert {"n_tokens", "terms", "tfs"} <= cols
-    assert migrated._con().execute("SELECT count(*) FROM chunks WHERE terms IS NULL").fetchone()[0] == 0
+    con = migrated._con()
+    assert con.execute("PRAGMA user_version").fetchone()[0] == storage.LATEST
+    live = sqlite3.connect(tmp_path / "live.sqlite")
+    live.executescript(storage.LIVE_SCHEMA)
+    assert _schema(con) == _schema(live)
+    assert con.execute("SELECT count(*) FROM chunks WHERE terms IS NULL").fetchone()[0] == 0
     _, index = migrated.load()
-    assert _results(index, 7) == _results(_reference(migrated), 7)
+    assert len(index) > 6 and _results(index, 7) == _results(_reference(migrated), 7)
+    assert migrated.generation() == 3

@@ -19,7 +19,7 @@ def scores(**kw: float) -> list[float]:
     return s
 
 
-@pytest.mark.parametrize("px,ceiling", [(1.9, None), (2.0, "D"), (7.9, "D"), (8.0, "R"), (12.9, "R"), (13, "I")])
+@pytest.mark.parametrize("px,ceiling", [(1.9, None), (2.0, "D"), (7.9, "D"), (8.0, "R"), (12.7, "R"), (12.8, "I")])
 def test_ceilings_follow_johnson(px: float, ceiling: str | None) -> None:
     assert P.ceiling(px) == ceiling
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import shapely
 import shapely.ops
-from casemate_testdata import shared_data
 from pyproj import CRS, Transformer
 from shapely.geometry import shape
 
@@ -18,6 +17,7 @@ from casemate.imagery.dri import DriPolicy
 from casemate.imagery.export import read_geopackage_polygons, write_geojson, write_geopackage
 from casemate.imagery.pipeline import Detection, DetectionResult
 from casemate.imagery.raster import RasterSource
+from imagery.helpers import real_data as shared_data
 
 CASES = [("sample_geotiff.tif", "geotiff_labels.geojson"),
          ("sample_geotiff_custom_proj.tif", "geotiff_custom_proj_labels.geojson")]

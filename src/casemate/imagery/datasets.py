@@ -1,4 +1,5 @@
-"""Labelled data sets: DOTA folders (images/ + labelTxt/) and GeoJSON labels over GeoTIFFs.
+"""Labelled data sets: DOTA (images/ + labelTxt/), YOLO (images/ + labels/, axis-aligned boxes)
+and GeoJSON labels over GeoTIFFs; class names mapped onto the model's taxonomy.
 
 No torch here: evaluation and training share these readers.
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +29,10 @@ class Box:
     length: float
     width: float
     heading: float
-    cls: int
+    cls: int  # the model leaf this box trains (and, with a full path, is scored as)
     difficult: bool = False
+    path: tuple[str, ...] = ()  # taxonomy node the label names ("vehicle", "vehicle/car"); () = the leaf
+    axis_aligned: bool = False  # an upright envelope, not the object's oriented box (YOLO)
 
     def corners(self) -> np.ndarray:
         c, s = math.cos(self.heading), math.sin(self.heading)
@@ -62,17 +67,51 @@ def box_from_corners(pts: np.ndarray, cls: int, difficult: bool = False) -> Box:
     return Box(float(centre[0]), float(centre[1]), float(length), float(width), heading, cls, difficult)
 
 
-def class_index(name: str, classes: list[str] | tuple[str, ...]) -> int | None:
-    """A label's class: the full path or its last part (DOTA files often hold just 'tanker')."""
+# Common and standard dataset names -> taxonomy nodes (DOTA v1 names included). A node above the
+# leaves (e.g. "vehicle" for a bus) is scored at the levels it names: a bus counts as a detected vehicle.
+DEFAULT_CLASS_MAP: dict[str, str] = {
+    "car": "vehicle/car", "van": "vehicle/car", "sedan": "vehicle/car/sedan", "small-vehicle": "vehicle/car",
+    "small_vehicle": "vehicle/car", "truck": "vehicle/truck", "large-vehicle": "vehicle/truck",
+    "large_vehicle": "vehicle/truck", "tanker": "vehicle/truck/tanker", "bus": "vehicle", "minibus": "vehicle",
+    "vehicle": "vehicle", "boat": "ship/boat", "ship": "ship", "vessel": "ship", "plane": "aircraft",
+    "airplane": "aircraft", "aircraft": "aircraft", "helicopter": "aircraft",
+}
+
+
+def class_node(name: str, classes: list[str] | tuple[str, ...],
+               class_map: dict[str, str] | None = None) -> tuple[int, tuple[str, ...]] | None:
+    """A label name -> (leaf index, node path), or None when the taxonomy has no such node.
+
+    Tried in order: a full leaf path, a leaf's last part ('tanker'), the class map (default
+    `DEFAULT_CLASS_MAP`, case-insensitive). A node maps to its first leaf for training; the
+    class map may name a leaf directly to choose another.
+    """
+    leaves = [tuple(c.split("/")) for c in classes]
     if name in classes:
-        return list(classes).index(name)
+        i = list(classes).index(name)
+        return i, leaves[i]
     for i, c in enumerate(classes):
         if c.rsplit("/", 1)[-1] == name:
-            return i
+            return i, leaves[i]
+    cmap = {k.lower(): v for k, v in (DEFAULT_CLASS_MAP if class_map is None else class_map).items()}
+    target = cmap.get(name.lower())
+    if not target:
+        return None
+    node = tuple(p for p in target.split("/") if p)
+    for i, leaf in enumerate(leaves):
+        if leaf[:len(node)] == node:
+            return i, node
     return None
 
 
-def read_dota(label_path: Path, classes: list[str] | tuple[str, ...]) -> tuple[list[Box], float | None]:
+def class_index(name: str, classes: list[str] | tuple[str, ...]) -> int | None:
+    """A label's class: the full path or its last part (DOTA files often hold just 'tanker')."""
+    hit = class_node(name, classes, {})
+    return hit[0] if hit else None
+
+
+def read_dota(label_path: Path, classes: list[str] | tuple[str, ...],
+              class_map: dict[str, str] | None = None) -> tuple[list[Box], float | None]:
     boxes: list[Box] = []
     gsd = None
     for n, line in enumerate(label_path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
@@ -94,11 +133,13 @@ def read_dota(label_path: Path, classes: list[str] | tuple[str, ...]) -> tuple[l
             pts = np.array([float(v) for v in parts[:8]])
         except ValueError:
             raise UsageError(f"{label_path}:{n}: corner coordinates must be numbers") from None
-        idx = class_index(parts[8], classes)
-        if idx is None:
+        hit = class_node(parts[8], classes, class_map)
+        if hit is None:
             continue  # a class this model does not know
         difficult = len(parts) > 9 and parts[9] == "1"
-        boxes.append(box_from_corners(pts, idx, difficult))
+        box = box_from_corners(pts, hit[0], difficult)
+        box.path = hit[1]
+        boxes.append(box)
     return boxes, gsd
 
 
@@ -137,26 +178,103 @@ def _geojson_samples(tif: Path, geojson: Path, classes: list[str] | tuple[str, .
     return Sample(tif, boxes, gsd)
 
 
-def load_dataset(root: Path, classes: list[str] | tuple[str, ...]) -> list[Sample]:
-    """Every labelled image under root (DOTA layout or GeoTIFF + same-named .geojson)."""
+def yolo_names(root: Path) -> list[str] | None:
+    """Class names of a YOLO folder: Ultralytics' data.yaml (`names` list or mapping), else a darknet
+    classes.txt / *.names; None when the folder does not say."""
+    import yaml
+
+    for cand in ("data.yaml", "dataset.yaml"):
+        p = root / cand
+        if p.is_file():
+            try:
+                doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError as exc:
+                raise UsageError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            names = doc.get("names") if isinstance(doc, dict) else None
+            if isinstance(names, dict):
+                return [str(names[k]) for k in sorted(names, key=int)]
+            if isinstance(names, list):
+                return [str(n) for n in names]
+            raise UsageError(f"{p}: key 'names' must be a list or an id -> name mapping")
+    for p in [root / "classes.txt", *sorted(root.glob("*.names"))]:
+        if p.is_file():
+            return [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return None
+
+
+UNKNOWN = ("object",)  # the node of a YOLO box whose class name the folder does not give
+
+
+def read_yolo(label_path: Path, width: int, height: int, classes: list[str] | tuple[str, ...],
+              names: list[str] | None, class_map: dict[str, str] | None = None) -> list[Box]:
+    """`class cx cy w h` lines (normalised) -> axis-aligned boxes in pixels. Without class names a box
+    is an object of unknown class: scored at detection level only, class-agnostic."""
+    boxes: list[Box] = []
+    for n, line in enumerate(label_path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 5:
+            raise UsageError(f"{label_path}:{n}: expected 'class cx cy w h' (YOLO, normalised); an "
+                             "oriented YOLO-OBB line has 9 values and is not read here")
+        try:
+            cid = int(parts[0])
+            cx, cy, w, h = (float(v) for v in parts[1:])
+        except ValueError:
+            raise UsageError(f"{label_path}:{n}: class id must be an integer and coordinates numbers") from None
+        if names is None:
+            leaf, path = 0, UNKNOWN
+        else:
+            if not 0 <= cid < len(names):
+                raise UsageError(f"{label_path}:{n}: class id {cid} outside the {len(names)} names given")
+            hit = class_node(names[cid], classes, class_map)
+            if hit is None:
+                continue
+            leaf, path = hit
+        w, h = w * width, h * height
+        # An axis-aligned box is stored as length along x, width along y, heading 0.
+        boxes.append(Box(cx * width, cy * height, w, h, 0.0, leaf, path=path, axis_aligned=True))
+    return boxes
+
+
+def load_dataset(root: Path, classes: list[str] | tuple[str, ...], *, class_map: dict[str, str] | None = None,
+                 names: list[str] | None = None, gsd: float | None = None) -> list[Sample]:
+    """Every labelled image under root: DOTA (images/ + labelTxt/), YOLO (images/ + labels/) or
+    GeoTIFF + same-named .geojson. `names`: YOLO class names when the folder has no data.yaml;
+    `gsd`: metres per pixel for images whose labels do not say."""
     root = Path(root)
     if not root.is_dir():
-        raise UsageError(f"{root}: not a folder (expected images/ + labelTxt/, or *.tif + *.geojson)")
+        raise UsageError(f"{root}: not a folder (expected images/ + labelTxt/ (DOTA), images/ + labels/ "
+                         "(YOLO), or *.tif + *.geojson)")
     samples: list[Sample] = []
+    images = ({p.stem: p for p in sorted((root / "images").glob("*")) if p.suffix.lower() in IMAGE_SUFFIXES}
+              if (root / "images").is_dir() else {})
     if (root / "labelTxt").is_dir():
-        images = {p.stem: p for p in sorted((root / "images").glob("*")) if p.suffix.lower() in IMAGE_SUFFIXES}
         for label in sorted((root / "labelTxt").glob("*.txt")):
             if label.stem not in images:
                 continue
-            boxes, gsd = read_dota(label, classes)
-            samples.append(Sample(images[label.stem], boxes, gsd))
+            boxes, lgsd = read_dota(label, classes, class_map)
+            samples.append(Sample(images[label.stem], boxes, lgsd or gsd))
+    elif (root / "labels").is_dir():
+        import rasterio
+
+        names = names or yolo_names(root)
+        for label in sorted((root / "labels").glob("*.txt")):
+            if label.stem not in images:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with rasterio.open(images[label.stem]) as src:
+                    w, h = src.width, src.height
+            boxes = read_yolo(label, w, h, classes, names, class_map)
+            samples.append(Sample(images[label.stem], boxes, gsd, extra={"names_known": names is not None}))
     for tif in sorted(list(root.glob("*.tif")) + list(root.glob("*.tiff"))):
         gj = tif.with_suffix(".geojson")
         if gj.exists():
             samples.append(_geojson_samples(tif, gj, classes))
     if not samples:
-        raise UsageError(f"{root}: no labelled images found (expected images/ + labelTxt/ in DOTA "
-                         "format, or *.tif with a same-named *.geojson)")
+        raise UsageError(f"{root}: no labelled images found (expected images/ + labelTxt/ (DOTA), "
+                         "images/ + labels/ (YOLO), or *.tif with a same-named *.geojson)")
     return samples
 
 
@@ -174,3 +292,20 @@ def read_rgb(path: Path) -> np.ndarray:
         with rasterio.open(path) as src:
             data = src.read()
     return to_uint8_rgb(data, None)
+
+
+def split_key(image: Path) -> str:
+    """Images of one source tile share a key ('MunichStreet02-MOS74' and 'MOS74' -> 'MOS74'), so a
+    split by key never puts views of the same ground on both sides."""
+    found = re.findall(r"[A-Za-z]+\d+", image.stem)
+    return found[-1] if found else image.stem
+
+
+def holdout_split(samples: list[Sample], *, holdout: float = 0.2, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
+    """A deterministic split by source tile: (train, held out)."""
+    keys = sorted({split_key(s.image_path) for s in samples})
+    rng = np.random.default_rng(seed)
+    n_out = max(1, round(holdout * len(keys)))
+    held = {keys[i] for i in rng.permutation(len(keys))[:n_out]}
+    return ([s for s in samples if split_key(s.image_path) not in held],
+            [s for s in samples if split_key(s.image_path) in held])

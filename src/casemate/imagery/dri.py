@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-LEVELS = ("D", "R", "I")
+from casemate.johnson import JOHNSON_PX, LEVELS, ceiling
+
+__all__ = ["DEFAULT_CLASSES", "JOHNSON_PX", "LEVELS", "MIN_SCORE", "DriPolicy", "Grade", "Hierarchy", "grade"]
 
 # Leaf classes of the default model as "category/class/type" paths (D/R/I).
 DEFAULT_CLASSES: tuple[str, ...] = (
@@ -22,10 +24,8 @@ DEFAULT_CLASSES: tuple[str, ...] = (
     "aircraft/fighter/delta_fighter",
 )
 
-# Pixels across the critical (smaller) dimension needed for each level (Johnson 1958: about
-# 1 cycle = 2 px for detection, 4 cycles = 8 px for recognition, 6.4 cycles = 13 px for
-# identification). A manifest may carry calibrated values instead.
-JOHNSON_PX: dict[str, float] = {"D": 2.0, "R": 8.0, "I": 13.0}
+# JOHNSON_PX (casemate.johnson): D 2, R 8, I 12.8 px across the smaller side; a manifest may carry
+# calibrated values instead.
 # Minimum score at a level for the model to claim it (below: abstain to the parent).
 MIN_SCORE: dict[str, float] = {"D": 0.25, "R": 0.4, "I": 0.5}
 
@@ -47,11 +47,7 @@ class DriPolicy:
 
     def ceiling(self, pixels_on_target: float) -> str | None:
         """The highest level the resolution permits, or None below detection."""
-        best = None
-        for level in LEVELS:
-            if pixels_on_target >= self.johnson_px[level]:
-                best = level
-        return best
+        return ceiling(pixels_on_target, self.johnson_px)
 
 
 @dataclass(frozen=True)

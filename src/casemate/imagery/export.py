@@ -8,14 +8,13 @@ as WKT (custom CRSs get an srs_id from 100000 up). Files appear only complete (t
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from casemate.fileutil import atomic_path
 from casemate.imagery.pipeline import Detection, DetectionResult
 
 _PROPS = ("label", "dri_level", "johnson_ceiling", "score", "pixels_on_target", "gsd_m", "length_m",
@@ -75,41 +74,18 @@ def _features(result: DetectionResult, chunk: int = 2048):
                    "properties": _props(det)}
 
 
-def to_geojson(result: DetectionResult) -> dict:
-    """A FeatureCollection; lon/lat (WGS84) when georeferenced, else image pixels (said so)."""
-    doc: dict = {"type": "FeatureCollection", "features": list(_features(result))}
-    doc["casemate"] = _geo_meta(result, bool(result.georef.crs_wkt))  # a foreign member (RFC 7946 6.1)
-    return doc
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_geojson(result: DetectionResult, path: Path, extra_meta: dict | None = None) -> Path:
     """Stream the FeatureCollection to `path`, one feature per line."""
     meta = {**_geo_meta(result, bool(result.georef.crs_wkt)), **(extra_meta or {})}
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write('{"type": "FeatureCollection", "casemate": ' + json.dumps(meta) + ', "features": [\n')
-            first = True
-            for feat in _features(result):
-                if not first:
-                    fh.write(",\n")
-                fh.write(json.dumps(feat))
-                first = False
-            fh.write("\n]}\n")
-
-    _atomic(Path(path), write)
+    with atomic_path(Path(path)) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write('{"type": "FeatureCollection", "casemate": ' + json.dumps(meta) + ', "features": [\n')
+        first = True
+        for feat in _features(result):
+            if not first:
+                fh.write(",\n")
+            fh.write(json.dumps(feat))
+            first = False
+        fh.write("\n]}\n")
     return Path(path)
 
 
@@ -125,7 +101,7 @@ def write_geopackage(result: DetectionResult, path: Path, table: str = "detectio
     """Polygons in the raster's CRS (pixel coordinates, srs_id 0 'undefined', without georef)."""
     g = result.georef
 
-    def write(tmp: Path) -> None:
+    with atomic_path(Path(path)) as tmp:
         tmp.unlink(missing_ok=True)
         con = sqlite3.connect(tmp)
         try:
@@ -195,8 +171,6 @@ def write_geopackage(result: DetectionResult, path: Path, table: str = "detectio
             con.commit()
         finally:
             con.close()
-
-    _atomic(Path(path), write)
     return Path(path)
 
 

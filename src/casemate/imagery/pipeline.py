@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from casemate.errors import UsageError
 from casemate.imagery.dri import DriPolicy, Hierarchy, grade
 from casemate.imagery.geometry import obb_corners, polygons
 from casemate.imagery.merge import nms_oriented
@@ -56,6 +57,7 @@ class DetectionResult:
     model: dict
     stats: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    bands: dict = field(default_factory=dict)  # bands used and their 8-bit stretch
     raw: RawBoxes | None = field(default=None, repr=False)  # merged, ungraded (for evaluation)
 
 
@@ -81,16 +83,49 @@ def _own(raw: RawBoxes, tile: Tile, margin: float = 0.0) -> RawBoxes:
                     raw.heading[keep], raw.score[keep], raw.leaf[keep], raw.leaf_scores[keep])
 
 
+def resample_factor(gsd: float | None, trained: list[float] | tuple[float, ...] | None) -> tuple[float, str | None]:
+    """Source pixels per model pixel so that the model sees the raster within its trained GSD range,
+    and a warning when that cannot be honest (coarser than trained: upsampling adds no detail)."""
+    if not gsd or not trained:
+        return 1.0, None
+    lo, hi = float(trained[0]), float(trained[-1])
+    if gsd < lo:
+        return lo / gsd, None
+    if gsd > hi:
+        # Up to 2x upsampling brings objects to the trained scale; beyond that we stop and warn.
+        factor = max(hi / gsd, 0.5)
+        return factor, (f"GSD {gsd:.2f} m is coarser than the model's training range {lo:g}-{hi:g} m: "
+                        "windows are upsampled, which adds no detail; expect missed and unclassified objects")
+    return 1.0, None
+
+
 def detect_raster(path: str | Path, detector: Detector, *, tile: int | None = None, overlap: int = 128,
-                  batch: int = 4, workers: int = 2, gsd: float | None = None,
-                  progress: Callable[[int, int], None] | None = None,
+                  batch: int = 4, workers: int = 2, gsd: float | None = None, bands: str | None = None,
+                  resample: bool = True, progress: Callable[[int, int], None] | None = None,
                   policy: DriPolicy | None = None) -> DetectionResult:
-    """Detect on one raster. `progress(done_tiles, total_tiles)` is called as batches finish."""
+    """Detect on one raster. `progress(done_tiles, total_tiles)` is called as batches finish.
+
+    Windows are resampled to the model's training GSD (`training_gsd_m` in its manifest) when the
+    raster's GSD is known (georeferenced, or `gsd`) and outside that range.
+    """
     tile = int(tile or detector.input_size)
+    if overlap >= tile:
+        raise UsageError(f"--overlap {overlap} must be smaller than --tile {tile}")
     policy = policy or DriPolicy.from_manifest(detector.manifest)
     hierarchy = Hierarchy.from_classes(detector.classes)
-    with RasterSource(path, gsd_override=gsd) as src:
-        tiles = make_tiles(src.width, src.height, tile, overlap)
+    with RasterSource(path, gsd_override=gsd, bands=bands) as src:
+        notes: list[str] = []
+        factor, warning = resample_factor(src.georef.gsd_m, detector.manifest.get("training_gsd_m"))
+        if not resample:
+            factor, warning = 1.0, None
+        if warning:
+            notes.append(warning)
+        if src.georef.gsd_m is None and detector.manifest.get("training_gsd_m"):
+            notes.append("GSD unknown (no georeferencing, no --gsd): the raster is run at its own scale; "
+                         "give --gsd so that objects are resampled to the model's training scale")
+        # Tiles live in model pixels over a virtual raster of the resampled size.
+        vw, vh = max(1, math.ceil(src.width / factor)), max(1, math.ceil(src.height / factor))
+        tiles = make_tiles(vw, vh, tile, overlap)
         src.stretch()  # once, before the threads
         batches = [tiles[i:i + batch] for i in range(0, len(tiles), batch)]
         # One reader at a time (a GDAL dataset handle is not thread-safe); inference in parallel.
@@ -100,7 +135,8 @@ def detect_raster(path: str | Path, detector: Detector, *, tile: int | None = No
 
         def run(group: list[Tile]) -> list[RawBoxes]:
             with lock:
-                arr = np.stack([src.read_window(t.col, t.row, t.size, t.size) for t in group])
+                arr = np.stack([src.read_window(t.col * factor, t.row * factor, t.size, t.size, factor)
+                                for t in group])
             return [_own(r, t, overlap / 4) for r, t in zip(detector.detect(arr), group, strict=True)]
 
         parts: list[RawBoxes] = []
@@ -124,6 +160,10 @@ def detect_raster(path: str | Path, detector: Detector, *, tile: int | None = No
                     progress(done, len(tiles))
         raw = _concat(parts, len(detector.classes))
         n_raw = len(raw.score)
+        seen_width = raw.width.copy()  # what the model saw: the Johnson ceiling is about its input
+        if factor != 1.0:
+            raw = RawBoxes(raw.cx * factor, raw.cy * factor, raw.length * factor, raw.width * factor, raw.axis,
+                           raw.heading, raw.score, raw.leaf, raw.leaf_scores)
         corners = obb_corners(raw.cx, raw.cy, raw.length, raw.width, raw.axis)
         keep = nms_oriented(polygons(corners), raw.score)
         georef = src.georef
@@ -134,7 +174,7 @@ def detect_raster(path: str | Path, detector: Detector, *, tile: int | None = No
             KX, KY = src.pixel_to_crs(raw.cx[keep], raw.cy[keep])
             KLON, KLAT = (np.asarray(v) for v in to_wgs.transform(KX, KY))
         for k, i in enumerate(keep):
-            pot = float(raw.width[i])
+            pot = float(seen_width[i])
             g = grade(hierarchy, policy, list(raw.leaf_scores[i]), int(raw.leaf[i]), pot)
             if g.dri_level is None:
                 below += 1
@@ -153,7 +193,7 @@ def detect_raster(path: str | Path, detector: Detector, *, tile: int | None = No
                 label=g.label, class_path=g.class_path, dri_level=g.dri_level, johnson_ceiling=g.ceiling or "",
                 score=round(float(raw.score[i]), 4), pixels_on_target=round(pot, 2), gsd_m=georef.gsd_m,
                 length_m=round(float(raw.length[i]) * georef.gsd_m, 2) if georef.gsd_m else None,
-                width_m=round(pot * georef.gsd_m, 2) if georef.gsd_m else None, heading_deg=heading,
+                width_m=round(float(raw.width[i]) * georef.gsd_m, 2) if georef.gsd_m else None, heading_deg=heading,
                 centre_px=(round(cx, 2), round(cy, 2)),
                 corners_px=[tuple(p) for p in corners[i].tolist()], model_digest=detector.digest,
             )
@@ -161,22 +201,19 @@ def detect_raster(path: str | Path, detector: Detector, *, tile: int | None = No
                 det.centre_crs = (float(KX[k]), float(KY[k]))
                 det.centre_lonlat = (round(float(KLON[k]), 8), round(float(KLAT[k]), 8))
             dets.append(det)
-        notes = []
         if not georef.crs_wkt:
             notes.append("raster has no georeferencing: coordinates are image pixels (x right, y down), "
                          "headings are clockwise from image up" + ("" if gsd else ", sizes in metres unknown "
                                                                   "(give --gsd)"))
-        tg = detector.manifest.get("training_gsd_m")
-        if tg and georef.gsd_m and not (0.5 * tg[0] <= georef.gsd_m <= 2 * tg[1]):
-            notes.append(f"GSD {georef.gsd_m:.2f} m is far from the model's training range {tg} m: "
-                         "expect poor detection")
         return DetectionResult(
             source=str(path), width=src.width, height=src.height, georef=georef,
             coordinates="crs" if georef.crs_wkt else "pixel", detections=dets,
             model={"name": detector.name, "digest": detector.digest, "classes": detector.classes},
-            stats={"tiles": len(tiles), "tile": tile, "overlap": overlap, "raw_detections": n_raw,
+            stats={"tiles": len(tiles), "tile": tile, "overlap": overlap, "resample_factor": round(factor, 4),
+                   "model_gsd_m": round(georef.gsd_m * factor, 4) if georef.gsd_m else None,
+                   "raw_detections": n_raw,
                    "merged": len(keep), "below_detection_ceiling": below, "reported": len(dets)},
-            notes=notes,
+            notes=notes, bands=src.band_info(),
             raw=RawBoxes(*[getattr(raw, f)[keep] for f in ("cx", "cy", "length", "width", "axis", "heading",
                                                             "score", "leaf", "leaf_scores")]),
         )

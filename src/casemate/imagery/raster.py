@@ -28,8 +28,25 @@ def gdal_env():
                         CPL_VSIL_CURL_ALLOWED_EXTENSIONS="none")
 
 
+class BandSpec:
+    """Which bands feed the detector's three channels: "3,2,1" (three bands as R,G,B) or "4" (one band
+    as grey). None: the bands the file marks red/green/blue, else the first three, else band 1."""
+
+    @staticmethod
+    def parse(text: str | None) -> tuple[int, ...] | None:
+        if text is None or str(text).strip() == "":
+            return None
+        try:
+            bands = tuple(int(b) for b in str(text).replace(" ", "").split(","))
+        except ValueError:
+            raise UsageError(f"--bands {text}: give band numbers from 1, e.g. --bands 3,2,1 or --bands 1") from None
+        if len(bands) not in (1, 3) or min(bands) < 1:
+            raise UsageError(f"--bands {text}: give one band (grey) or three (R,G,B), numbered from 1")
+        return bands
+
+
 def to_uint8_rgb(data: np.ndarray, stretch: list[tuple[float, float]] | None) -> np.ndarray:
-    """bands x H x W of any dtype -> H x W x 3 uint8 (grey replicated; first three bands as RGB)."""
+    """bands x H x W of any dtype -> H x W x 3 uint8 (one band is replicated as grey)."""
     if data.shape[0] >= 3:
         data = data[:3]
     else:
@@ -57,7 +74,7 @@ class Georef:
 class RasterSource:
     """One open raster. Use as a context manager; read windows with `read_window`."""
 
-    def __init__(self, path: str | Path, *, gsd_override: float | None = None) -> None:
+    def __init__(self, path: str | Path, *, gsd_override: float | None = None, bands: str | None = None) -> None:
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
@@ -87,6 +104,11 @@ class RasterSource:
         self.width, self.height, self.count = self.ds.width, self.ds.height, self.ds.count
         self.georef = self._georef(gsd_override)
         self._stretch: list[tuple[float, float]] | None | bool = False
+        try:
+            self.bands = self.band_spec(bands)
+        except BaseException:
+            self.close()
+            raise
 
     # --- validation ---
     def _validate(self, size: int) -> None:
@@ -141,6 +163,32 @@ class RasterSource:
         return Georef(wkt, pcrs.name, epsg, tuple(t)[:6], gsd_override or gsd, pcrs.is_geographic)
 
     # --- reading ---
+    def band_spec(self, text: str | None) -> list[int]:
+        """The bands read as the detector's R, G, B (one band: grey); see `BandSpec`."""
+        bands = BandSpec.parse(text)
+        if bands is not None:
+            if max(bands) > self.count:
+                raise UsageError(f"--bands {text}: {self.path.name} has {self.count} band(s)")
+            return list(bands)
+        if self.count >= 3:
+            from rasterio.enums import ColorInterp
+
+            ci = list(self.ds.colorinterp)
+            want = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+            if all(c in ci for c in want):
+                return [ci.index(c) + 1 for c in want]
+            return [1, 2, 3]
+        return [1]
+
+    def band_info(self) -> dict:
+        """What was read and how it was scaled to 8 bits: recorded with every output."""
+        st = self.stretch()
+        return {"count": self.count, "dtype": str(self.ds.dtypes[0]), "used": list(self.bands),
+                "as": "rgb" if len(self.bands) == 3 else "grey",
+                "stretch": ("none (8-bit)" if st is None else
+                            {"method": "percentile 2-98 % per band, from a decimated read",
+                             "ranges": [[round(lo, 3), round(hi, 3)] for lo, hi in st[:len(self.bands)]]})}
+
     def stretch(self) -> list[tuple[float, float]] | None:
         """Per-band 2-98 % percentiles from a decimated read; None for 8-bit data (used as is)."""
         if self._stretch is False:
@@ -149,7 +197,7 @@ class RasterSource:
             else:
                 scale = max(self.width, self.height) / STATS_SIDE
                 oh, ow = max(1, int(self.height / max(scale, 1))), max(1, int(self.width / max(scale, 1)))
-                bands = [1, 2, 3] if self.count >= 3 else [1]
+                bands = list(self.bands)
                 data = self.ds.read(bands, out_shape=(len(bands), oh, ow)).astype(np.float32)
                 nodata = self.ds.nodata
                 st = []
@@ -164,12 +212,18 @@ class RasterSource:
                 self._stretch = st if len(st) == 3 else st * 3
         return self._stretch
 
-    def read_window(self, col: int, row: int, width: int, height: int) -> np.ndarray:
-        """H x W x 3 uint8; parts outside the raster are zero."""
+    def read_window(self, col: float, row: float, width: int, height: int, scale: float = 1.0) -> np.ndarray:
+        """H x W x 3 uint8 of the window at (col, row) covering width*scale x height*scale source
+        pixels, resampled to width x height (area average when shrinking); outside is zero."""
+        from rasterio.enums import Resampling
         from rasterio.windows import Window
 
-        bands = [1, 2, 3] if self.count >= 3 else [1]
-        data = self.ds.read(bands, window=Window(col, row, width, height), boundless=True, fill_value=0)
+        if scale == 1.0:
+            data = self.ds.read(self.bands, window=Window(col, row, width, height), boundless=True, fill_value=0)
+        else:
+            data = self.ds.read(self.bands, window=Window(col, row, width * scale, height * scale),
+                                out_shape=(len(self.bands), height, width), boundless=True, fill_value=0,
+                                resampling=Resampling.average if scale > 1 else Resampling.bilinear)
         return to_uint8_rgb(data, self.stretch())
 
     # --- coordinates ---

@@ -15,13 +15,69 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from casemate.errors import ModelMissing, UsageError
+from casemate.errors import IntegrityError, ModelMissing, UsageError
 
 PACKAGE_MODELS = Path(__file__).resolve().parent / "models"
+
+
+class DriSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    johnson_px: dict[Literal["D", "R", "I"], float] = Field(default_factory=dict)
+    min_score: dict[Literal["D", "R", "I"], float] = Field(default_factory=dict)
+
+
+class DetectorManifest(BaseModel):
+    """What a detector's manifest.json must hold (unknown keys are kept: training records, metrics)."""
+
+    model_config = ConfigDict(extra="allow")
+    format: str = "casemate-detector/1"
+    adapter: Literal["centernet-obb", "yolo-obb"] = "centernet-obb"
+    onnx: str = "model.onnx"
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    classes: list[str] = Field(min_length=1)
+    input_size: int = Field(default=512, ge=32, le=8192)
+    stride: int = Field(default=4, ge=1, le=64)
+    score_threshold: float = Field(default=0.25, gt=0, lt=1)
+    training_gsd_m: list[float] | None = Field(default=None, min_length=1, max_length=2)
+    label: str | None = None
+    name: str | None = None
+    dri: DriSettings | None = None
+
+    @field_validator("classes")
+    @classmethod
+    def _paths(cls, v: list[str]) -> list[str]:
+        for name in v:
+            parts = [p for p in str(name).split("/") if p]
+            if not 1 <= len(parts) <= 3:
+                raise ValueError(f"class {name!r}: expected 'category/class/type' (1 to 3 parts)")
+        return v
+
+    @field_validator("training_gsd_m")
+    @classmethod
+    def _gsd(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (min(v) <= 0 or v[0] > v[-1]):
+            raise ValueError("expected [min, max] metres per pixel, 0 < min <= max")
+        return v
+
+
+def validate_manifest(manifest: object, where: Path | str = "manifest") -> dict:
+    """The manifest as a plain dict once valid; else a UsageError naming the key and what is allowed."""
+    if not isinstance(manifest, dict):
+        raise UsageError(f"{where}: a manifest must be a JSON object")
+    try:
+        m = DetectorManifest.model_validate(manifest)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        raise UsageError(f"{where}: key '{key}': {err['msg']}"
+                         + (f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict)
+                            else "")) from None
+    return {**manifest, **m.model_dump(exclude_none=True, exclude_unset=False)}
 
 
 @dataclass
@@ -86,7 +142,7 @@ class _Base:
         self.classes = list(self.manifest["classes"])
         self.input_size = int(self.manifest.get("input_size", 512))
         self.name = str(self.manifest.get("name") or self.onnx_path.parent.name)
-        self.digest = "sha256:" + _sha256(self.onnx_path)
+        self.digest = self.digest or "sha256:" + _sha256(self.onnx_path)
         self.score_threshold = float(self.manifest.get("score_threshold", self.score_threshold))
 
 
@@ -197,17 +253,11 @@ def load_detector(name_or_path: str | Path | None = None, *, threads: int = 1) -
 
 def detector_from(onnx: Path, manifest: dict, *, threads: int = 1, manifest_path: Path | str = "manifest") -> Detector:
     """A detector from an ONNX file and its manifest (e.g. a catalog blob and its metadata)."""
-    if not isinstance(manifest, dict):
-        raise UsageError(f"{manifest_path}: a manifest must be a JSON object")
-    if not isinstance(manifest.get("classes"), list) or not manifest["classes"]:
-        raise UsageError(f"{manifest_path}: 'classes' must be a non-empty list of class paths")
-    adapter = manifest.get("adapter", "centernet-obb")
-    if adapter not in ADAPTERS:
-        raise UsageError(f"{manifest_path}: unknown adapter {adapter!r} (known: {', '.join(ADAPTERS)})")
+    manifest = validate_manifest(manifest, manifest_path)
+    # The hash is checked before ONNX Runtime parses a byte of the file.
+    digest = _sha256(Path(onnx))
     expected = manifest.get("sha256")
-    det = ADAPTERS[adapter](onnx, manifest, threads=threads)
-    if expected and det.digest != "sha256:" + expected:
-        from casemate.errors import IntegrityError
-
-        raise IntegrityError(f"{onnx}: sha256 does not match its manifest (damaged or replaced file)")
-    return det
+    if expected and digest != expected:
+        raise IntegrityError(f"{onnx}: sha256 {digest[:12]}... does not match its manifest ({expected[:12]}...): "
+                             "damaged or replaced file; reinstall or re-export the model")
+    return ADAPTERS[manifest["adapter"]](onnx, manifest, threads=threads, digest="sha256:" + digest)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from casemate.fileutil import write_atomic
+from casemate.fileutil import atomic_path, write_atomic
 from casemate.imagery.dri import DEFAULT_CLASSES
 
 
@@ -299,14 +298,12 @@ def write_png(path: Path, image: np.ndarray) -> None:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    with warnings.catch_warnings():
+    with atomic_path(Path(path), suffix=".png") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(tmp, "w", driver="PNG", width=image.shape[1], height=image.shape[0],
                            count=3, dtype="uint8") as dst:
             dst.write(np.moveaxis(image, 2, 0))
-    tmp.with_name(tmp.name + ".aux.xml").unlink(missing_ok=True)
-    os.replace(tmp, path)
+        tmp.with_name(tmp.name + ".aux.xml").unlink(missing_ok=True)
 
 
 def write_dataset(out: Path, n: int, *, seed: int = 0, size: int = 256, progress=None,

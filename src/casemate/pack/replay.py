@@ -21,30 +21,21 @@ def replay_lines(result: RunResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replay_html(result: RunResult) -> str:
-    data = {"header": result.header, "frames": result.frames, "metrics": {k: v for k, v in result.metrics.items()
+def replay_html(result: RunResult, raster: dict[str, Any] | None = None) -> str:
+    """The player with the run inside; `raster` ({"png": data URI, "extent": [x0, y0, x1, y1]} in the
+    scenario's metres) is drawn under the robots (the image a mission came from)."""
+    header = result.header if raster is None else {**result.header, "raster": raster}
+    data = {"header": header, "frames": result.frames, "metrics": {k: v for k, v in result.metrics.items()
                                                                           if k not in ("coverage_curve", "targets")}}
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     return _TEMPLATE.read_text(encoding="utf-8").replace("/*DATA*/null", payload)
 
 
-def write_outputs(result: RunResult, out_dir: Path) -> dict[str, Path]:
+def write_outputs(result: RunResult, out_dir: Path, raster: dict[str, Any] | None = None) -> dict[str, Path]:
     """metrics.json, replay.jsonl and replay.html in out_dir."""
     out_dir = Path(out_dir)
     paths = {"metrics": out_dir / "metrics.json", "replay": out_dir / "replay.jsonl", "html": out_dir / "replay.html"}
     write_atomic(paths["metrics"], json.dumps(result.metrics, indent=1) + "\n")
     write_atomic(paths["replay"], replay_lines(result))
-    write_atomic(paths["html"], replay_html(result))
+    write_atomic(paths["html"], replay_html(result, raster))
     return paths
-
-
-def read_replay(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    header: dict[str, Any] = {}
-    frames = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
-        if rec.pop("type") == "header":
-            header = rec
-        else:
-            frames.append(rec)
-    return header, frames

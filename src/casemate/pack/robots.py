@@ -8,6 +8,9 @@ import numpy as np
 
 from casemate.pack.world import DOMAINS
 
+# what a robot may be given: bit flags, from the scenario's `role` (auto = all three)
+SEARCH, SURVEIL, TASKS = 1, 2, 4
+
 
 @dataclass(frozen=True)
 class RobotType:

@@ -12,11 +12,12 @@ import numpy as np
 import yaml
 
 from casemate.errors import UsageError
+from casemate.johnson import LEVELS
 from casemate.pack.avoidance import AvoidanceConfig
 from casemate.pack.comms import CommsConfig
 from casemate.pack.failures import Cut, FailureConfig, Loss, NewTask
 from casemate.pack.robots import BUILTIN_TYPES, TYPE_FIELDS, RobotType
-from casemate.pack.sensing import LEVELS
+from casemate.pack.scenario_model import ApprovalRule, validate_file
 from casemate.pack.world import DOMAINS, World, points_in_polygon
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
@@ -40,6 +41,9 @@ class Target:
     level: str = "D"  # level a visit must reach
     value: float = 1.0
     visit: bool = True
+    id: str = ""  # the name an operator approves or rejects it by ("" = its index)
+    cls: str | None = None  # what the imagery thought it was
+    detection: dict[str, Any] | None = None  # the stored detection it came from
 
 
 @dataclass
@@ -60,6 +64,26 @@ class Scenario:
     bundle_size: int = 3
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    approvals: list[ApprovalRule] = field(default_factory=list)
+    approval_zones: list[np.ndarray | None] = field(default_factory=list)  # each rule's zone, projected
+    lonlat_origin: tuple[float, float] | None = None  # (lon, lat) of the local frame's origin, for lonlat areas
+    nogo_polygons: list[np.ndarray] = field(default_factory=list)  # in local metres (MAVLink fences)
+
+    def from_lonlat(self, lonlat: Any) -> tuple[float, float]:
+        """WGS84 lon/lat to the scenario's local metres (its own projection)."""
+        if self.lonlat_origin is None:
+            raise UsageError(f"scenario {self.source}: a local area has no lon/lat")
+        lon0, lat0 = self.lonlat_origin
+        k = math.cos(math.radians(lat0))
+        return (math.radians(float(lonlat[0]) - lon0) * EARTH_R * k, math.radians(float(lonlat[1]) - lat0) * EARTH_R)
+
+    def to_lonlat(self, xy: Any) -> tuple[float, float]:
+        """Local metres back to WGS84 lon/lat (the inverse of the area's projection)."""
+        if self.lonlat_origin is None:
+            raise UsageError(f"scenario {self.source}: a local area has no lon/lat")
+        lon0, lat0 = self.lonlat_origin
+        x, y = float(xy[0]), float(xy[1])
+        return (lon0 + math.degrees(x / (EARTH_R * math.cos(math.radians(lat0)))), lat0 + math.degrees(y / EARTH_R))
 
     @property
     def steps(self) -> int:
@@ -123,19 +147,15 @@ def _keys(ctx: _Ctx, path: str, d: Any, allowed: set[str]) -> dict[str, Any]:
         return {}
     if not isinstance(d, dict):
         raise ctx.fail(path, f"expected a mapping, got {type(d).__name__}")
-    extra = sorted(set(d) - allowed)
-    if extra:
-        raise ctx.fail(f"{path}.{extra[0]}" if path else extra[0], f"unknown field (known: {', '.join(sorted(allowed))})")
-    return d
+    return d  # unknown keys were refused by the model (scenario_model.validate_file)
 
 
 def parse_scenario(data: Any, source: str = "<memory>", base_dir: Path | None = None) -> Scenario:
     """Validate a scenario mapping and build its world; raises UsageError naming the bad field."""
     ctx = _Ctx(source)
-    d = _keys(ctx, "", data, {"name", "label", "description", "area", "terrain", "no_go", "robot_types", "robots",
+    spec = validate_file(data, source)  # the whole file's shape, once, before anything is built
+    d = _keys(ctx, "", data, {"name", "label", "description", "area", "terrain", "no_go", "zones", "robot_types", "robots",
                               "targets", "comms", "failures", "objectives", "duration", "dt", "avoidance", "allocation"})
-    if not d:
-        raise ctx.fail("(top)", "empty scenario: expected a mapping with area, robots, ...")
     name = str(d.get("name") or Path(source).stem)
     label = str(d.get("label", "NP"))
     try:
@@ -162,10 +182,14 @@ def parse_scenario(data: Any, source: str = "<memory>", base_dir: Path | None = 
     default = terr.get("default", "land")
     if default not in ("land", "water"):
         raise ctx.fail("terrain.default", f"must be 'land' or 'water', got {default!r}")
-    world = World.build(area, cell=cell, default=default, land=_polys(ctx, "terrain.land", terr.get("land"), proj),
-                        water=_polys(ctx, "terrain.water", terr.get("water"), proj),
-                        obstacles=_polys(ctx, "terrain.obstacles", terr.get("obstacles"), proj),
-                        nogo=_polys(ctx, "no_go", d.get("no_go"), proj))
+    zones = {"land": _polys(ctx, "terrain.land", terr.get("land"), proj),
+             "water": _polys(ctx, "terrain.water", terr.get("water"), proj),
+             "obstacles": _polys(ctx, "terrain.obstacles", terr.get("obstacles"), proj),
+             "no_go": _polys(ctx, "no_go", d.get("no_go"), proj)}
+    for i, z in enumerate(spec.zones or []):
+        zones[z.as_].extend(_geojson_polygons(ctx, f"zones[{i}].geojson", z.geojson, base_dir, proj))
+    world = World.build(area, cell=cell, default=default, land=zones["land"], water=zones["water"],
+                        obstacles=zones["obstacles"], nogo=zones["no_go"])
 
     types = dict(BUILTIN_TYPES)
     rt = d.get("robot_types") or {}
@@ -229,7 +253,7 @@ def parse_scenario(data: Any, source: str = "<memory>", base_dir: Path | None = 
         if isinstance(t, dict) and "geojson" in t:
             targets.extend(_geojson_targets(ctx, p, t, base_dir, proj, area))
             continue
-        t = _keys(ctx, p, t, {"position", "velocity", "size", "level", "value", "visit"})
+        t = _keys(ctx, p, t, {"position", "velocity", "size", "level", "value", "visit", "id", "class", "detection"})
         if "position" not in t:
             raise ctx.fail(f"{p}.position", "missing: [x, y]")
         pos = tuple(proj(np.array([_point(ctx, f"{p}.position", t["position"])]))[0])
@@ -240,7 +264,12 @@ def parse_scenario(data: Any, source: str = "<memory>", base_dir: Path | None = 
         if level not in LEVELS:
             raise ctx.fail(f"{p}.level", f"must be one of D, R, I, got {level!r}")
         targets.append(Target((float(pos[0]), float(pos[1])), vel, _num(ctx, f"{p}.size", t.get("size", 5.0), positive=True),
-                              level, _num(ctx, f"{p}.value", t.get("value", 1.0), positive=True), bool(t.get("visit", True))))
+                              level, _num(ctx, f"{p}.value", t.get("value", 1.0), positive=True), bool(t.get("visit", True)),
+                              str(t.get("id") or ""), t.get("class"), t.get("detection")))
+    ids = [t.id or str(i) for i, t in enumerate(targets)]
+    if len(set(ids)) != len(ids):
+        dup = next(x for x in ids if ids.count(x) > 1)
+        raise ctx.fail("targets", f"two targets are named {dup!r}: target ids must be unique")
 
     cm = _keys(ctx, "comms", d.get("comms"), {"model", "loss", "p_good_to_bad", "p_bad_to_good", "loss_good", "loss_bad",
                                               "latency", "period", "max_neighbours"})
@@ -310,8 +339,12 @@ def parse_scenario(data: Any, source: str = "<memory>", base_dir: Path | None = 
         raise ctx.fail("allocation.bundle_size", f"must be a whole number >= 1, got {bundle!r}")
     duration = _num(ctx, "duration", d.get("duration", 600), positive=True)
     dt = _num(ctx, "dt", d.get("dt", 0.5), positive=True)
+    rules = list(spec.approvals or [])
+    approval_zones = [None if r.zone is None else _polygon(ctx, f"approvals[{i}].zone", r.zone, proj)
+                      for i, r in enumerate(rules)]
     return Scenario(name, label, str(d.get("description", "")), world, types, groups, targets, comms, failures, avoidance,
-                    objectives, duration, dt, bundle, source, d)
+                    objectives, duration, dt, bundle, source, d, rules, approval_zones, getattr(proj, "origin", None),
+                    zones["no_go"])
 
 
 def _projection(ctx: _Ctx, crs: str, poly: Any) -> Any:
@@ -328,7 +361,31 @@ def _projection(ctx: _Ctx, crs: str, poly: Any) -> Any:
         pts = np.asarray(pts, dtype=np.float64)
         return np.column_stack([np.radians(pts[:, 0] - lon0) * EARTH_R * k, np.radians(pts[:, 1] - lat0) * EARTH_R])
 
+    proj.origin = (float(lon0), float(lat0))  # type: ignore[attr-defined]
     return proj
+
+
+def _geojson_polygons(ctx: _Ctx, p: str, ref: str, base_dir: Path | None, proj: Any) -> list[np.ndarray]:
+    """The exterior rings of a GeoJSON file's Polygons and MultiPolygons (lon/lat for lonlat areas, as
+    RFC 7946 says; the area's own metres for local ones), projected like the area."""
+    path = Path(ref)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    try:
+        gj = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ctx.fail(p, f"cannot read {path}: {exc}") from None
+    feats = gj.get("features", []) if isinstance(gj, dict) and gj.get("type") == "FeatureCollection" else [gj]
+    out = []
+    for k, f in enumerate(feats):
+        geom = (f or {}).get("geometry", f) or {}
+        rings = ([geom.get("coordinates", [[]])[0]] if geom.get("type") == "Polygon" else
+                 [poly[0] for poly in geom.get("coordinates", [])] if geom.get("type") == "MultiPolygon" else [])
+        for r, ring in enumerate(rings):
+            out.append(_polygon(ctx, f"{p}: features[{k}] ring {r}", [list(pt)[:2] for pt in ring], proj))
+    if not out:
+        raise ctx.fail(p, f"{path} holds no Polygon or MultiPolygon")
+    return out
 
 
 def _geojson_targets(ctx: _Ctx, p: str, t: dict[str, Any], base_dir: Path | None, proj: Any, area: np.ndarray) -> list[Target]:

@@ -7,20 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-LEVELS: tuple[str, ...] = ("D", "R", "I")
-# pixels across the target needed to detect / recognise / identify (Johnson: 1, 4, 6.4 cycles x 2 px)
-PIXELS = np.array([2.0, 8.0, 12.8])
+from casemate.johnson import JOHNSON_PX, LEVELS
+
+# pixels across the target needed to detect / recognise / identify, in LEVELS order (the one table)
+PIXELS = np.array([JOHNSON_PX[level] for level in LEVELS])
 ALL_PAIRS_MAX = 4_000_000  # robot-target pairs up to which sensing takes every distance at once
-
-
-def level_ranges(ifov: np.ndarray, sensor_range: np.ndarray, target_size: float) -> np.ndarray:
-    """(N,3) range at which each robot reaches D, R and I on a target of this size (capped by its range)."""
-    r = target_size / (PIXELS[None, :] * ifov[:, None])
-    return np.minimum(r, sensor_range[:, None])
-
-
-def level_index(level: str) -> int:
-    return LEVELS.index(level)
 
 
 @dataclass

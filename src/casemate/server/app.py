@@ -105,7 +105,7 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
     limiter = RateLimiter(rate_per_minute or ws.config.server.rate_per_minute)
     login_limiter = RateLimiter(login_per_minute)
     sessions: dict[str, tuple[str, float]] = {}
-    lock = assistant._lock  # the workspace's database is shared with the assistant
+    lock = threading.Lock()  # guards `sessions` (the workspace's services are thread-safe themselves)
 
     app = FastAPI(title="Casemate assistant", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json",
@@ -144,8 +144,10 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
 
     @app.exception_handler(CasemateError)
     async def casemate_error(_: Request, exc: CasemateError) -> JSONResponse:
-        kinds = {404: "not_found_error", 403: "permission_error", 400: "invalid_request_error"}
-        return _error(exc.http_status, exc.message, kinds.get(exc.http_status, "server_error"))
+        # each error class carries its status; NotFound (404) covers "hidden" too, on purpose
+        status = int(getattr(exc, "http_status", 500))
+        return _error(status, exc.message, _ERROR_KINDS.get(status, "server_error" if status >= 500
+                                                                   else "invalid_request_error"))
 
     def current_user(request: Request) -> User:
         header = request.headers.get("authorization", "")
@@ -158,13 +160,13 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
         user: User | None = None
         with lock:
             session = sessions.get(token)
-            try:
-                if session is not None and session[1] > time.time():
-                    user = ws.acting_user(session[0])
-                elif session is None:
-                    user = ws.tokens.authenticate(token)
-            except CasemateError:
-                user = None  # disabled or removed since the session began
+        try:
+            if session is not None and session[1] > time.time():
+                user = ws.acting_user(session[0])
+            elif session is None:
+                user = ws.tokens.authenticate(token)
+        except CasemateError:
+            user = None  # disabled or removed since the session began
         if user is None or user.disabled:
             raise ApiError(401, "invalid or expired token", "authentication_error", {"WWW-Authenticate": "Bearer"})
         limiter.check(user.name)
@@ -195,11 +197,7 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
         """Exchange a user name and password for a session token (8 hours)."""
         client = request.client.host if request.client else "?"
         login_limiter.check(f"{client}|{body.username}")
-        with lock:
-            user = ws.users.authenticate(body.username, body.password)
-            flush = getattr(ws, "flush", None)
-            if callable(flush):
-                flush()
+        user = ws.users.authenticate(body.username, body.password)  # argon2: slow, outside any lock
         if user is None or user.disabled:
             raise ApiError(401, "wrong user name or password", "authentication_error")
         token = "cms_" + secrets.token_urlsafe(32)
@@ -251,7 +249,8 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
                     "choices": [{"index": 0, "finish_reason": "stop",
                                  "message": {"role": "assistant", "content": answer.text}}],
                     "usage": _usage(stream.stats),
-                    **extra, "conversation_id": answer.conversation_id}
+                    **extra, "found": answer.found, "cited": answer.cited, "withdrawn": answer.withdrawn,
+                    "conversation_id": answer.conversation_id}
 
         def events() -> Iterator[bytes]:
             def chunk(delta: dict[str, Any], finish: str | None = None, **more: Any) -> bytes:
@@ -267,13 +266,20 @@ def create_app(ws: Any, assistant: Assistant | None = None, *, rate_per_minute: 
                 err = {"error": {"message": exc.message, "type": "server_error"}}
                 yield f"data: {json.dumps(err)}\n\n".encode()
                 return
-            cid_conv = stream.answer.conversation_id if stream.answer else None
-            yield chunk({}, "stop", **extra, conversation_id=cid_conv)
+            done = stream.answer
+            assert done is not None
+            # the checked answer: what is stored, and what a client shows once the stream ends
+            yield chunk({}, "stop", **{**extra, "found": done.found}, conversation_id=done.conversation_id,
+                        answer=done.text, cited=done.cited, withdrawn=done.withdrawn)
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
     return app
+
+
+_ERROR_KINDS = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                429: "rate_limit_error"}
 
 
 def _usage(stats: dict[str, Any]) -> dict[str, int]:

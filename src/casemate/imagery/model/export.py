@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from casemate.fileutil import atomic_path, write_atomic
 from casemate.imagery.model.net import STRIDE, ExportWrapper, OrientedCenterNet
 
 
@@ -20,20 +19,14 @@ def export_onnx(net: OrientedCenterNet, out_dir: Path, *, classes: list[str], ma
     out_dir.mkdir(parents=True, exist_ok=True)
     net = net.eval()
     wrapper = ExportWrapper(net)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".onnx.tmp")
-    os.close(fd)
-    try:
+    with atomic_path(out_dir / "model.onnx", suffix=".onnx") as tmp:
         torch.onnx.export(
-            wrapper, (torch.zeros(1, 3, tile, tile),), tmp, dynamo=False, opset_version=17,
+            wrapper, (torch.zeros(1, 3, tile, tile),), str(tmp), dynamo=False, opset_version=17,
             input_names=["images"], output_names=["heatmap", "peaks", "reg"],
             dynamic_axes={"images": {0: "n", 2: "h", 3: "w"}, "heatmap": {0: "n", 2: "oh", 3: "ow"},
                           "peaks": {0: "n", 2: "oh", 3: "ow"}, "reg": {0: "n", 2: "oh", 3: "ow"}},
             do_constant_folding=True,
         )
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model is meant to be shared
-        os.replace(tmp, out_dir / "model.onnx")
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     digest = hashlib.sha256((out_dir / "model.onnx").read_bytes()).hexdigest()
     manifest = {
         "format": "casemate-detector/1",
@@ -46,9 +39,5 @@ def export_onnx(net: OrientedCenterNet, out_dir: Path, *, classes: list[str], ma
         "width": net.width,
         **manifest_extra,
     }
-    fd, tmpj = tempfile.mkstemp(dir=out_dir, suffix=".json.tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(manifest, fh, indent=2)
-    os.chmod(tmpj, 0o644)
-    os.replace(tmpj, out_dir / "manifest.json")
+    write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2))
     return out_dir / "manifest.json"

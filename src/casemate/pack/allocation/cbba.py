@@ -557,6 +557,20 @@ class CBBA:
         self.blen[agent] = (self.bundle[agent] >= 0).sum()
         self._rebuild_path()
 
+    def withdraw(self, task: int) -> None:
+        """Nobody is to do the task any more (an officer rejected it): out of every bundle, never bid on again."""
+        self.done[:, task] = True
+        self.compat[:, task] = False
+        self.Z[:, task] = NONE
+        self.Y[:, task] = 0.0
+        held = (self.bundle == task).any(axis=1)
+        if held.any():
+            b = np.where(self.bundle == task, NONE, self.bundle)
+            order = np.argsort(b < 0, axis=1, kind="stable")
+            self.bundle = np.take_along_axis(b, order, axis=1)
+            self.blen = (self.bundle >= 0).sum(axis=1)
+            self._rebuild_path()
+
     def step_round(self, agent_pos: np.ndarray, speed: np.ndarray, alive: np.ndarray, src: np.ndarray, dst: np.ndarray,
                    snap: tuple[np.ndarray, ...] | None = None,
                    travel: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> bool:

@@ -95,6 +95,8 @@ $("ask").addEventListener("submit", async (ev) => {
         if (obj.citations) showCitations(obj.citations);
         const delta = obj.choices && obj.choices[0] && obj.choices[0].delta;
         if (delta && delta.content) $("answer").textContent += delta.content;
+        // the last chunk carries the checked answer (unknown [n] dropped, unsupported text withdrawn)
+        if (typeof obj.answer === "string") $("answer").textContent = obj.answer;
         if (obj.conversation_id) {
           conversation = obj.conversation_id;
           document.body.dataset.conversation = conversation;

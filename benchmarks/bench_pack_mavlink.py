@@ -1,0 +1,96 @@
+"""MAVLink bridge overhead: a 1,000-robot step with and without 250 robots exposed at 1 Hz (wall clock)
+to a ground station on loopback UDP (a separate process that reads and counts the messages).
+
+Steps with and without the bridge alternate in blocks, so load changes hit both alike; medians and
+means. The ground station is another process (as QGroundControl would be), so its reading costs the
+simulation nothing but a share of the machine.
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_pack_mavlink.py [--steps 600] [--block 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import socket
+import statistics
+import time
+
+from casemate.pack.mavlink import MavlinkBridge
+from casemate.pack.scenario import load_scenario
+from casemate.pack.sim import Simulation
+
+
+def ground_station(port_q: mp.Queue, stop: mp.Event, count_q: mp.Queue) -> None:
+    from pymavlink.dialects.v20 import common as mav
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    port_q.put(sock.getsockname()[1])
+    parser = mav.MAVLink(None)
+    n, systems = 0, set()
+    while not stop.is_set():
+        try:
+            data, addr = sock.recvfrom(65536)
+        except TimeoutError:
+            continue
+        for m in parser.parse_buffer(data) or []:
+            n += 1
+            systems.add((addr, m.get_srcSystem()))
+    count_q.put((n, len(systems)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--block", type=int, default=50)
+    ap.add_argument("--exposed", type=int, default=250)
+    ap.add_argument("--rate", type=float, default=1.0)
+    a = ap.parse_args()
+    port_q, count_q, stop = mp.Queue(), mp.Queue(), mp.Event()
+    gcs = mp.Process(target=ground_station, args=(port_q, stop, count_q), daemon=True)
+    gcs.start()
+    port = port_q.get(timeout=10)
+    sim = Simulation(load_scenario("coastal-surveillance"), 0, record_every=10**9, track_redundancy=False)
+    for _ in range(20):
+        sim.step()
+    bridge = MavlinkBridge(sim, range(a.exposed), gcs=("127.0.0.1", port), rate_hz=a.rate)
+    plain, bridged = [], []
+    t_start = time.monotonic()
+    for s in range(a.steps):
+        on = (s // a.block) % 2 == 1
+        if on and s % a.block == 0:
+            bridge.resume()  # as if it had been running all along: no burst of overdue reports
+        t0 = time.perf_counter()
+        sim.step()
+        if on:
+            bridge.tick()
+        (bridged if on else plain).append(time.perf_counter() - t0)
+    wall = time.monotonic() - t_start
+    sim.close()
+    time.sleep(0.5)
+    stop.set()
+    n_msgs, n_sys = count_q.get(timeout=10)
+    gcs.join(5)
+    bridge.close()
+    mp_, mb_ = statistics.median(plain), statistics.median(bridged)
+    print(json.dumps({
+        "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+        "load": os.getloadavg()[0], "robots": len(sim.fleet), "exposed": a.exposed, "rate_hz": a.rate,
+        "steps_each": len(plain), "median_step_ms_plain": round(1000 * mp_, 3),
+        "median_step_ms_bridged": round(1000 * mb_, 3), "overhead_median_pct": round(100 * (mb_ / mp_ - 1), 2),
+        "mean_step_ms_plain": round(1000 * statistics.fmean(plain), 3),
+        "mean_step_ms_bridged": round(1000 * statistics.fmean(bridged), 3),
+        "overhead_mean_pct": round(100 * (statistics.fmean(bridged) / statistics.fmean(plain) - 1), 2),
+        "bridge_ms_per_tick": round(1000 * bridge.stats.wall_s / max(bridge.stats.ticks, 1), 4),
+        "bridge_share_of_bridged_steps_pct": round(100 * bridge.stats.wall_s / sum(bridged), 2),
+        "messages_sent": bridge.stats.sent, "messages_received_by_gcs": n_msgs, "vehicles_seen_by_gcs": n_sys,
+        "wall_s": round(wall, 1),
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
