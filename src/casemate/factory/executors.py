@@ -120,18 +120,24 @@ def _slurm_bin(name: str) -> str:
 
 
 def squeue_state(job_id: str, slurm_conf: str | None = None) -> str | None:
-    """The job's state from squeue, else scontrol (jobs that ended recently); None if unknown."""
+    """The job's state from squeue, else scontrol (jobs that ended recently); None only when the
+    controller says it does not know the job. An unreachable or busy controller raises
+    SubprocessError: a job is never declared lost on a timeout."""
     env = _slurm_env(slurm_conf)
     out = subprocess.run([_slurm_bin("squeue"), "-h", "-j", job_id, "-o", "%T"], env=env, capture_output=True,
                          text=True, timeout=30)
     state = out.stdout.strip()
     if out.returncode == 0 and state:
         return state.split()[0]
+    if out.returncode != 0 and "invalid job id" not in out.stderr.lower():
+        raise subprocess.SubprocessError(f"squeue: {out.stderr.strip()}")
     out = subprocess.run([_slurm_bin("scontrol"), "show", "job", "-o", job_id], env=env, capture_output=True,
                          text=True, timeout=30)
     for part in out.stdout.split():
         if part.startswith("JobState="):
             return part.split("=", 1)[1]
+    if out.returncode != 0 and "invalid job id" not in out.stderr.lower():
+        raise subprocess.SubprocessError(f"scontrol: {out.stderr.strip()}")
     return None
 
 
