@@ -79,6 +79,14 @@ class ImageryConfig(Section):
     workers: int = Field(2, ge=1, le=16)
 
 
+class FactoryConfig(Section):
+    executor: Literal["local", "slurm"] = "local"
+    slurm_conf: str | None = None  # default: $SLURM_CONF
+    partition: str | None = None
+    cpus_per_task: int = Field(1, ge=1, le=256)
+    python: str | None = None  # the interpreter jobs run with on the cluster's nodes
+
+
 class ConsoleConfig(Section):
     idle_minutes: int = Field(30, ge=1, le=24 * 60)
     session_hours: int = Field(8, ge=1, le=72)
@@ -95,6 +103,7 @@ class WorkspaceConfig(Section):
     assistant: AssistantConfig = AssistantConfig()
     speech: SpeechConfig = SpeechConfig()
     imagery: ImageryConfig = ImageryConfig()
+    factory: FactoryConfig = FactoryConfig()
     console: ConsoleConfig = ConsoleConfig()
 
     def to_json(self) -> dict[str, Any]:

@@ -51,11 +51,12 @@ def dialog(speech_dir: Path) -> Path:
 def secret(shared_ws, dialog: Path):  # type: ignore[no-untyped-def]
     """The dialog stored at S//ALPHA by admin, transcribed through a small window (it streams)."""
     ws = shared_ws
-    ws.config.setdefault("speech", {})["window_s"] = 8.0
+    saved = ws.config
+    ws.config = saved.model_copy(update={"speech": saved.speech.model_copy(update={"window_s": 8.0})})
     try:
         out = transcribe_source(ws, ws.acting_user("olivia"), str(dialog), label="S//ALPHA")
     finally:
-        ws.config["speech"].pop("window_s")
+        ws.config = saved
     return out
 
 

@@ -43,9 +43,13 @@ def detect_cmd(ctx: click.Context, rasters: tuple[str, ...], model_ref: str | No
                label: str | None, gsd: float | None, bands: str | None, tile: int | None, overlap: int, batch: int,
                workers: int, as_json: bool) -> None:
     """Find vehicles, ships and aircraft on rasters (files or catalog image ids), graded D/R/I."""
+    from casemate.factory.registry import resolve_detector_ref
     from casemate.imagery.service import DetectOptions, detect_sources
 
     state = state_of(ctx)
+    # An alias ("production") or a registered model's id: the verified model's version (signature,
+    # every file); the CLI composes the factory and the imagery, which know nothing of each other.
+    model_ref = resolve_detector_ref(state.workspace(), state.user(), model_ref)
     opts = DetectOptions(tile=tile, overlap=overlap, batch=batch, workers=workers, gsd=gsd, bands=bands)
     with _progress(not as_json and sys.stderr.isatty()) as bar:
         tasks: dict[str, Any] = {}
