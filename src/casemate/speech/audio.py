@@ -219,6 +219,10 @@ def speech_windows(
     """Gather PCM blocks into windows of about `window_s` and keep only their speech."""
     from faster_whisper.vad import collect_chunks, get_speech_timestamps
 
+    from casemate.ops.verify import verify_pinned
+
+    verify_pinned("silero-vad-v6")  # the VAD's ONNX file, before ONNX Runtime reads it
+
     options = vad_options if vad_options is not None else default_vad_options()
     limit = int(window_s * SAMPLE_RATE)
     buffer: list[np.ndarray] = []
