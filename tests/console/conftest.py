@@ -1,11 +1,8 @@
 from __future__ import annotations
 
-import io
 import json
-import math
 import os
 import socket
-import struct
 import sys
 import threading
 import time
@@ -18,29 +15,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import console_fakes  # noqa: E402
-from console_fakes import CANARY, PASSWORDS  # noqa: E402
+from console_fakes import CANARY, PASSWORDS, png_bytes, wav_bytes  # noqa: E402,F401
 
 # Text, names and labels of items above the low user's clearance: none may ever reach dora's browser.
-
-
-def wav_bytes(seconds: float = 4.0, rate: int = 8000) -> bytes:
-    n = int(seconds * rate)
-    frames = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(n))
-    head = b"RIFF" + struct.pack("<I", 36 + len(frames)) + b"WAVEfmt " + struct.pack(
-        "<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16) + b"data" + struct.pack("<I", len(frames))
-    return head + frames
-
-
-def png_bytes(w: int, h: int) -> bytes:
-    from PIL import Image, ImageDraw
-
-    im = Image.new("RGB", (w, h), (40, 70, 40))
-    d = ImageDraw.Draw(im)
-    for i in range(0, w, 64):
-        d.line([(i, 0), (i, h)], fill=(60, 90, 60))
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return buf.getvalue()
 
 
 def detections_doc(n: int, w: int, h: int, classes: list[str], seed: int = 0) -> dict[str, Any]:

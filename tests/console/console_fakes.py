@@ -4,6 +4,9 @@ engine that answers citing source [1], and an ingest hook that indexes with the 
 from __future__ import annotations
 
 import hashlib
+import io
+import math
+import struct
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -50,3 +53,23 @@ def after_ingest(ws: Any, user: Any, versions: Sequence[Any]) -> None:
 # when several test folders are collected together).
 PASSWORDS = {n: f"pw-{n}-correct-horse" for n in ("nina", "dora", "olga", "adam")}
 CANARY = {"text": "CANARYTEXT5521", "name": "CANARYNAME-tempete", "det": "CANARYCLASS", "comp": "ZULU"}
+
+
+def wav_bytes(seconds: float = 4.0, rate: int = 8000) -> bytes:
+    n = int(seconds * rate)
+    frames = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(n))
+    head = b"RIFF" + struct.pack("<I", 36 + len(frames)) + b"WAVEfmt " + struct.pack(
+        "<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16) + b"data" + struct.pack("<I", len(frames))
+    return head + frames
+
+
+def png_bytes(w: int, h: int) -> bytes:
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (w, h), (40, 70, 40))
+    d = ImageDraw.Draw(im)
+    for i in range(0, w, 64):
+        d.line([(i, 0), (i, h)], fill=(60, 90, 60))
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()

@@ -163,7 +163,7 @@ def test_transcript_segments_and_a_transcription_job(console: dict[str, Any]) ->
     assert tr["transcript"]["id"] == ids["transcript"] and tr["segments"][1]["start"] == 2.0
     assert c.post(f"/items/{ids['convoi']}/transcribe", json={}).status_code == 400
     # a job runs apart from the request; without a speech model it fails with the model's own message
-    from conftest import wav_bytes
+    from console_fakes import wav_bytes
 
     ws = console["ws"]
     own = ws.catalog.put(ws.acting_user("dora"), wav_bytes(1.0), name="job.wav", kind="audio", label="DR")
@@ -217,7 +217,7 @@ def test_detect_and_pack_run_are_jobs_on_ids_never_paths(console: dict[str, Any]
     assert c.post("/pack/runs", json={"mission": ids["secret"]}).status_code == 404
     scenarios = c.get("/pack/scenarios").json()["scenarios"]
     assert "harbour-search" in scenarios
-    from conftest import png_bytes
+    from console_fakes import png_bytes
 
     ws = console["ws"]
     own = ws.catalog.put(ws.acting_user("dora"), png_bytes(640, 480), name="own.png", kind="image", label="DR")
