@@ -96,7 +96,8 @@ def test_sbom_lists_every_wheel_and_model_with_licence_and_hash(built: dict) -> 
     assert {m["name"] for m in models} >= {"smollm2-135m-instruct-q4_1", "multilingual-e5-small-q4",
                                            "casemate-default-obb"}
     assert all(len(m["hashes"][0]["content"]) == 64 for m in models)
-    assert all(m.get("licenses") for m in models if m["name"] != "casemate-default-obb")
+    # our own detectors carry the project's licence, which pyproject does not state yet
+    assert all(m.get("licenses") for m in models if not m["name"].startswith("casemate-"))
     # only casemate itself declares no licence (pyproject has no license field yet)
     assert [n for n, c in libs.items() if not c.get("licenses")] == ["casemate"]
     from cyclonedx.schema import SchemaVersion
