@@ -3,34 +3,15 @@ engine that answers citing source [1], and an ingest hook that indexes with the 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import struct
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
+from casemate_fakes import HashEmbedder  # noqa: F401  (re-exported for the console fixtures)
 
 ASSISTANT: dict[str, Any] = {}
-
-
-class HashEmbedder:
-    name = "test-hash-embedder"
-    dim = 64
-
-    def _vec(self, text: str) -> np.ndarray:
-        v = np.zeros(self.dim, dtype=np.float32)
-        for word in text.lower().split():
-            v[int(hashlib.sha256(word.encode()).hexdigest()[:8], 16) % self.dim] += 1.0
-        n = float(np.linalg.norm(v))
-        return v / n if n else v
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self._vec(text)
-
-    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        return np.stack([self._vec(t) for t in texts]) if texts else np.zeros((0, self.dim), dtype=np.float32)
 
 
 class CitingEngine:

@@ -6,42 +6,21 @@ not what is under test here: the shared database, units of work and audit queue 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
+from casemate_fakes import HashEmbedder
 
 from casemate.config import HooksConfig
 from casemate.security.labels import format_label
 from casemate.workspace import Workspace
 
 SECONDS = float(os.environ.get("CASEMATE_STRESS_S", "30"))
-
-
-class HashEmbedder:
-    """Bag of hashed words, normalised: deterministic, instant, shares words -> shares direction."""
-
-    name = "test-hash-embedder"
-    dim = 64
-
-    def _vec(self, text: str) -> np.ndarray:
-        v = np.zeros(self.dim, dtype=np.float32)
-        for word in text.lower().split():
-            v[int(hashlib.sha256(word.encode()).hexdigest()[:8], 16) % self.dim] += 1.0
-        n = float(np.linalg.norm(v))
-        return v / n if n else v
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self._vec(text)
-
-    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        return np.stack([self._vec(t) for t in texts]) if texts else np.zeros((0, self.dim), dtype=np.float32)
 
 
 class EchoEngine:
