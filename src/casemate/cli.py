@@ -159,6 +159,51 @@ def hoist_global_options(argv: Sequence[str]) -> list[str]:
     return front + rest + tail
 
 
+DISK_FULL_EXIT = 74  # sysexits' EX_IOERR
+
+
+def disk_full_message(exc: BaseException, args: Sequence[str] = ()) -> str | None:
+    """A full disk (ENOSPC from a write, SQLite's "database or disk is full", PostgreSQL's
+    DiskFull), anywhere in the exception's chain, as a message naming the disk; else None.
+    Whatever failed was inside a transaction, so nothing of it is stored."""
+    import errno
+
+    from casemate.workspace import resolve_home
+
+    home = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--home"), None)
+    seen: BaseException | None = exc
+    where: str | None = None
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = str(seen.filename) if seen.filename else ""
+            break
+        text = str(seen)
+        if "database or disk is full" in text or "No space left on device" in text:
+            where = ""
+            break
+        # SQLite reports a failed write of its WAL index as an I/O error, without the errno
+        if "disk I/O error" in text and _nearly_full(str(resolve_home(home))):
+            where = ""
+            break
+        seen = seen.__cause__ or seen.__context__
+    if where is None:
+        return None
+    path = os.path.abspath(where or str(resolve_home(home)))
+    mount = path
+    while mount != os.path.dirname(mount) and not os.path.ismount(mount):
+        mount = os.path.dirname(mount)
+    return (f"the disk holding {path} (mounted at {mount}) is full: nothing of the failed step was stored; "
+            "free space there (`casemate gc` removes unreferenced blobs) and run the command again")
+
+
+def _nearly_full(path: str) -> bool:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < max(4 << 20, st.f_blocks * st.f_frsize // 100)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: CasemateError becomes one line on stderr and its exit code, never a traceback."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -188,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug or an environment failure: one line, details on request
         if os.environ.get("CASEMATE_DEBUG"):
             raise
+        full = disk_full_message(exc, args)
+        if full:
+            click.echo(f"error: {full}", err=True)
+            return DISK_FULL_EXIT
         click.echo(f"internal error: {type(exc).__name__}: {exc} (set CASEMATE_DEBUG=1 for details)", err=True)
         return 70
     return 0

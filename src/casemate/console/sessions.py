@@ -7,13 +7,14 @@ import hmac
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from casemate.errors import CasemateError
 
 COOKIE = "cm_console"
 CSRF_HEADER = "x-csrf-token"
+MAX_ATTEMPT_KEYS = 10_000
 
 
 class TooManyAttempts(CasemateError):
@@ -40,7 +41,8 @@ class SessionStore:
     def __init__(self, *, idle_s: float, max_s: float, login_per_minute: int) -> None:
         self.idle_s, self.max_s, self.login_per_minute = idle_s, max_s, login_per_minute
         self._sessions: dict[str, Session] = {}
-        self._attempts: dict[str, deque[float]] = {}
+        # keyed by client and user name as sent: bounded, least recently used first out
+        self._attempts: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def check_attempt(self, key: str) -> None:
@@ -48,8 +50,14 @@ class SessionStore:
         now = time.monotonic()
         with self._lock:
             q = self._attempts.setdefault(key, deque())
+            self._attempts.move_to_end(key)
             while q and now - q[0] > 60.0:
                 q.popleft()
+            while len(self._attempts) > 1:  # drop keys idle for a minute, and any past MAX_ATTEMPT_KEYS
+                oldest_key, oldest = next(iter(self._attempts.items()))
+                if oldest and now - oldest[-1] <= 60.0 and len(self._attempts) <= MAX_ATTEMPT_KEYS:
+                    break
+                del self._attempts[oldest_key]
             if len(q) >= self.login_per_minute:
                 retry = max(1, int(60.0 - (now - q[0])) + 1)
                 raise TooManyAttempts(f"too many login attempts: wait {retry} s and try again")

@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any, Literal
@@ -47,21 +47,43 @@ class ApiError(Exception):
 
 
 class RateLimiter:
-    """Sliding one-minute window per key."""
+    """Sliding one-minute window per key, in bounded memory.
 
-    def __init__(self, per_minute: int) -> None:
+    Keys come from requests (a login's address and user name), so a flood of new names must not
+    grow the table: keys idle for a minute are dropped as others arrive (least recently used
+    first), and past `max_keys` live keys the least recently used one is forgotten.
+    """
+
+    WINDOW_S = 60.0
+
+    def __init__(self, per_minute: int, max_keys: int = 10_000) -> None:
         self.per_minute = per_minute
-        self._hits: dict[str, deque[float]] = {}
+        self.max_keys = max_keys
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._hits)
 
     def check(self, key: str) -> None:
         now = time.monotonic()
         with self._lock:
-            q = self._hits.setdefault(key, deque())
-            while q and now - q[0] > 60.0:
+            q = self._hits.get(key)
+            if q is None:
+                q = self._hits[key] = deque()
+            else:
+                self._hits.move_to_end(key)
+            while q and now - q[0] > self.WINDOW_S:
                 q.popleft()
+            # the oldest keys first: drop those whose last hit left the window, then any over the cap
+            while self._hits:
+                oldest_key, oldest = next(iter(self._hits.items()))
+                if oldest_key == key or (oldest and now - oldest[-1] <= self.WINDOW_S and
+                                         len(self._hits) <= self.max_keys):
+                    break
+                del self._hits[oldest_key]
             if len(q) >= self.per_minute:
-                retry = max(1, int(60.0 - (now - q[0])) + 1)
+                retry = max(1, int(self.WINDOW_S - (now - q[0])) + 1)
                 raise ApiError(429, f"too many requests: at most {self.per_minute} a minute; retry in {retry} s",
                                "rate_limit_error", {"Retry-After": str(retry)})
             q.append(now)
@@ -112,6 +134,7 @@ def create_app(ws: Workspace, assistant: Assistant | None = None, *, rate_per_mi
     app = FastAPI(title="Casemate assistant", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json",
                   description="Clearance-filtered, cited, labelled answers from the catalog. Offline.")
+    app.state.limiters = {"requests": limiter, "login": login_limiter}  # their sizes, for the fault tests
 
     # -- plumbing -------------------------------------------------------------------------------
     @app.middleware("http")
