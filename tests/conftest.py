@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,35 @@ os.environ.pop("CASEMATE_USER", None)
 def home(tmp_path: Path) -> Path:
     """An empty folder for a workspace."""
     return tmp_path / "ws"
+
+
+class DatabaseBackend:
+    """Where a test's workspace keeps its metadata: `new_url()` is None for SQLite (the default,
+    catalog.db in the workspace) or the URL of a fresh PostgreSQL database."""
+
+    def __init__(self, name: str, cluster: object | None = None) -> None:
+        self.name, self._cluster = name, cluster
+
+    def new_url(self) -> str | None:
+        return None if self._cluster is None else self._cluster.new_url()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[object]:
+    """One throwaway PostgreSQL cluster for the whole run (skips where none can start)."""
+    from casemate_pg import cluster, unavailable
+
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    with cluster() as c:
+        yield c
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def database_backend(request: pytest.FixtureRequest) -> DatabaseBackend:
+    """THE parametrised fixture of the PostgreSQL parity runs: the catalog, assistant and server
+    tests that use it (directly or through their workspace fixtures) run on both back ends."""
+    if request.param == "sqlite":
+        return DatabaseBackend("sqlite")
+    return DatabaseBackend("postgres", request.getfixturevalue("pg_cluster"))

@@ -27,13 +27,14 @@ CANARIES = [
 CANARY_TOKENS = {"tempete": "CANARYS7781", "alpha": "CANARYALPHA4242", "ts": "CANARYTS9001"}
 
 
-def build_workspace(home: Path, embedder: Any = None, engine: Any = None) -> dict[str, Any]:
+def build_workspace(home: Path, embedder: Any = None, engine: Any = None,
+                    database_url: str | None = None) -> dict[str, Any]:
     """Workspace with users of several clearances, the corpus ingested and indexed (with the given
-    embedder and engine; the real ones when None)."""
+    embedder and engine; the real ones when None), its metadata in SQLite or at `database_url`."""
     from casemate.assistant.pipeline import Assistant
     from casemate.workspace import Workspace
 
-    ws = Workspace.init(home)
+    ws = Workspace.init(home, database_url=database_url)
     admin = ws.acting_user("admin")
     ws.users.add(admin, "nina", clearance="NP", roles=["analyst"])
     ws.users.add(admin, "dora", clearance="DR", roles=["analyst"])

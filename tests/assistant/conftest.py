@@ -14,9 +14,11 @@ from fakes import HashEmbedder, ScriptedEngine  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The labelled corpus with the fast stand-ins (hashed bag-of-words embedder, scripted engine)."""
-    data = build_workspace(Path(tmp_path_factory.mktemp("corpus")) / "ws", HashEmbedder(), ScriptedEngine())
+def corpus(tmp_path_factory: pytest.TempPathFactory, database_backend: Any) -> Iterator[dict[str, Any]]:
+    """The labelled corpus with the fast stand-ins (hashed bag-of-words embedder, scripted engine),
+    on SQLite and on PostgreSQL (tests/conftest.py: database_backend)."""
+    data = build_workspace(Path(tmp_path_factory.mktemp("corpus")) / "ws", HashEmbedder(), ScriptedEngine(),
+                           database_backend.new_url())
     yield data
     data["ws"].close()
 

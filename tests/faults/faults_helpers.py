@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,21 +61,23 @@ def served_workspace(home: Path, upstream_url: str, **config: Any) -> dict[str, 
 def start_server(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     """`casemate serve` on a loopback port; returns once /api/health answers (or fails the test)."""
     out = log.open("ab")
+    env = dict(os.environ, PYTHONFAULTHANDLER="1")  # SIGABRT dumps its threads' stacks into the log
     proc = subprocess.Popen([sys.executable, "-m", "casemate.cli", "--home", str(home), "serve", "--port", str(port)],
-                            stdout=out, stderr=out)
+                            stdout=out, stderr=out, env=env)
     out.close()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded machine starts it slowly
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"casemate serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).status_code == 200:
                 return proc
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"casemate serve did not answer within 60 s: {log.read_text()[-2000:]}")
+    proc.send_signal(signal.SIGABRT)
+    proc.wait(30)
+    raise AssertionError(f"casemate serve did not answer within 180 s: {log.read_text()[-6000:]}")
 
 
 def blob_ok(home: Path, sha: str) -> bool:

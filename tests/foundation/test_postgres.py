@@ -1,11 +1,7 @@
 """The same catalog on PostgreSQL: a throwaway cluster on a Unix socket (no TCP listener at all)."""
 
-import os
-import shutil
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -13,66 +9,32 @@ from casemate.catalog.ingest import ingest
 from casemate.errors import NotFound, UsageError
 from casemate.workspace import Workspace
 
+from . import test_catalog as catalog_tests
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for base in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (base / name).exists():
-            return str(base / name)
-    return None
+# Every test here runs on PostgreSQL only (the shared cluster of tests/conftest.py); the catalog
+# tests of test_catalog.py are collected here a second time, on PostgreSQL.
+pytestmark = pytest.mark.parametrize("database_backend", ["postgres"], indirect=True)
 
-
-@pytest.fixture(scope="module")
-def pg_url():
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL server binaries absent (Debian package postgresql): SQLite-only run")
-    pytest.importorskip("psycopg", reason="psycopg not installed (dev extras)")
-    # Not under pytest's tmp root: that folder is private to root and the server runs as postgres.
-    import tempfile
-
-    root = Path(tempfile.mkdtemp(prefix="casemate-pg-"))
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # the server refuses to run as root
-        if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser: cannot start PostgreSQL")
-        import pwd
-
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("no 'postgres' system user to run the server as")
-        shutil.chown(root, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    data = root / "data"
-    subprocess.run(prefix + [initdb, "-D", str(data), "-A", "trust", "-U", "casemate"], check=True,
-                   capture_output=True)
-    subprocess.run(prefix + [pg_ctl, "-D", str(data), "-w", "-l", str(root / "log"),
-                             "-o", f"-k {root} -c listen_addresses=''", "start"], check=True, capture_output=True)
-    try:
-        import psycopg
-
-        deadline = time.time() + 20
-        while True:
-            try:
-                with psycopg.connect(f"host={root} user=casemate dbname=postgres", autocommit=True) as c:
-                    c.execute("CREATE DATABASE casemate_a")
-                    c.execute("CREATE DATABASE casemate_b")
-                break
-            except psycopg.OperationalError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.3)
-        yield f"postgresql+psycopg://casemate@/{{db}}?host={root}"
-    finally:
-        subprocess.run(prefix + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+for _name in dir(catalog_tests):
+    if _name.startswith("test_"):
+        globals()[_name] = getattr(catalog_tests, _name)
 
 
-def test_catalog_on_postgres(pg_url, tmp_path) -> None:
-    url = pg_url.format(db="casemate_a")
+@pytest.fixture
+def ws(home, database_backend):
+    """test_catalog.py's workspace (its users), its metadata in a fresh PostgreSQL database."""
+    ws = Workspace.init(home, database_url=database_backend.new_url())
+    admin = ws.acting_user("admin")
+    ws.users.add(admin, "nora", "NP", ["analyst"])
+    ws.users.add(admin, "dana", "DR", ["analyst"])
+    ws.users.add(admin, "sam", "S//ALPHA", ["analyst", "officer"])
+    ws.users.add(admin, "tess", "TS//ALPHA/BRAVO", ["officer"])
+    yield ws
+    ws.close()
+
+
+def test_catalog_on_postgres(database_backend, tmp_path) -> None:
+    url = database_backend.new_url()
     ws = Workspace.init(tmp_path / "ws", database_url=url)
     admin = ws.acting_user("admin")
     ws.users.add(admin, "dana", "DR")
@@ -104,8 +66,8 @@ def test_catalog_on_postgres(pg_url, tmp_path) -> None:
                 conn.exec_driver_sql("DELETE FROM audit WHERE seq = 1")
 
 
-def test_concurrent_writers_share_one_chain(pg_url, tmp_path) -> None:
-    url = pg_url.format(db="casemate_b")
+def test_concurrent_writers_share_one_chain(database_backend, tmp_path) -> None:
+    url = database_backend.new_url()
     home = tmp_path / "ws"
     Workspace.init(home, database_url=url).close()
     procs = []

@@ -15,10 +15,10 @@ from fakes import HashEmbedder, ScriptedEngine  # noqa: E402
 from live import serving  # noqa: E402
 
 
-def _live(home: Path, embedder: Any, engine: Any) -> Iterator[dict[str, Any]]:
+def _live(home: Path, embedder: Any, engine: Any, database_url: str | None = None) -> Iterator[dict[str, Any]]:
     from casemate.server.app import create_app
 
-    data = build_workspace(home, embedder, engine)
+    data = build_workspace(home, embedder, engine, database_url)
     ws = data["ws"]
     admin = ws.acting_user("admin")
     names = ("nina", "dora", "sam", "alice", "tess")
@@ -33,7 +33,8 @@ def _live(home: Path, embedder: Any, engine: Any) -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def live_server(tmp_path_factory: pytest.TempPathFactory, database_backend: Any) -> Iterator[dict[str, Any]]:
     """The real app under uvicorn on a loopback port, over the labelled corpus, with the fast
-    stand-ins for the models (hashed embedder, scripted engine)."""
-    yield from _live(Path(tmp_path_factory.mktemp("srv")) / "ws", HashEmbedder(), ScriptedEngine())
+    stand-ins for the models (hashed embedder, scripted engine), on SQLite and on PostgreSQL."""
+    yield from _live(Path(tmp_path_factory.mktemp("srv")) / "ws", HashEmbedder(), ScriptedEngine(),
+                     database_backend.new_url())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import zipfile
+import zlib
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -151,7 +152,7 @@ def docx_text(data: bytes) -> tuple[str, dict]:
 
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError):
         raise ExtractError("damaged DOCX (not a valid zip archive): re-save the document") from None
     with zf:
         infos = zf.infolist()
@@ -169,8 +170,12 @@ def docx_text(data: bytes) -> tuple[str, dict]:
         except KeyError:
             raise ExtractError("not a Word document (no word/document.xml inside the DOCX)") from None
         # Read with a hard cap even though the header claimed a size: headers can lie.
-        with zf.open(info) as fh:
-            xml = fh.read(DOCX_MAX_UNCOMPRESSED + 1)
+        try:
+            with zf.open(info) as fh:
+                xml = fh.read(DOCX_MAX_UNCOMPRESSED + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError,
+                OSError) as exc:  # a damaged member (bad header, CRC, deflate stream, method, password)
+            raise ExtractError(f"damaged DOCX ({type(exc).__name__}: {exc}): re-save the document") from None
         if len(xml) > DOCX_MAX_UNCOMPRESSED:
             raise ExtractError("DOCX body inflates past the limit: refused as a possible zip bomb")
     try:

@@ -113,8 +113,8 @@ def read_class_names(root: Path) -> tuple[list[str] | None, Problem | None]:
         if p.is_file():
             try:
                 doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-            except (OSError, yaml.YAMLError) as exc:
-                return None, Problem(str(p), None, f"not valid YAML ({exc}): fix the file")
+            except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+                return None, Problem(str(p), None, f"not valid UTF-8 YAML ({exc}): fix the file")
             names = doc.get("names") if isinstance(doc, dict) else None
             if isinstance(names, dict):
                 try:

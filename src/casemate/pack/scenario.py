@@ -430,6 +430,8 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         raise UsageError(f"scenario {path}: not valid YAML: {exc}") from None
     except OSError as exc:
         raise UsageError(f"scenario {path}: cannot read: {exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"scenario {path}: not UTF-8 text: save the YAML file as UTF-8") from None
     return parse_scenario(data, str(path), path.parent)
 
 

@@ -250,6 +250,6 @@ def validate_file(data: Any, source: str) -> ScenarioFile:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
         msg = _message(err)
-        if "{}" in msg:
-            msg = msg.format(", ".join(_known(ScenarioFile, loc)))
+        if msg == "unknown field (known: {})":  # a template; never .format a message holding the input
+            msg = msg.replace("{}", ", ".join(_known(ScenarioFile, loc)))
         raise UsageError(f"scenario {source}: {_where(loc)}: {msg}") from None

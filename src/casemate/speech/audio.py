@@ -91,6 +91,8 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
                 raise UsageError(f"{p}: {kind}; give a WAV, FLAC, MP3, OGG file or a video with sound")
             stream = container.streams.audio[0]
             ctx = stream.codec_context
+            if ctx is None:  # FFmpeg found a track but no decoder for it (a damaged header)
+                raise UsageError(f"{p}: the audio track's codec is unknown or damaged; the file is damaged")
             rate = int(ctx.sample_rate or 0)
             channels = int(getattr(ctx, "channels", 0) or 0)
             declared = None
@@ -174,7 +176,11 @@ def iter_pcm(
         for frame in frames():
             if frame is not None:
                 frame.pts = None  # PyAV checks timestamps; broken files have broken ones
-            for out in resampler.resample(frame):
+            try:
+                outs = resampler.resample(frame)
+            except (av.FFmpegError, ValueError) as exc:  # a header FFmpeg cannot convert (fuzzing found it)
+                raise UsageError(f"{path}: cannot convert the audio ({_reason(exc)}); the file is damaged") from exc
+            for out in outs:
                 arr = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
                 pending.append(arr)
                 pending_len += arr.shape[0]
