@@ -312,10 +312,14 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
                     self.target_first[newly, lv] = self.t
                 self.target_best = np.maximum(self.target_best, best)
 
-    def run(self, progress: Callable[[int], None] | None = None) -> RunResult:
+    def run(self, progress: Callable[[int], None] | None = None,
+            between: Callable[[Simulation], None] | None = None) -> RunResult:
+        """Every step of the scenario; `between(sim)` is called before each step (live decisions, pacing)."""
         self._record()
         try:
             for _ in range(self.sc.steps):
+                if between is not None:
+                    between(self)
                 self.step()
                 if progress is not None:
                     progress(1)
