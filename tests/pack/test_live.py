@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from tests.pack.test_loop import DETECTIONS, _count, _task, ws  # noqa: F401  (ws: the fixture)
 
 from casemate.errors import CasemateError
 from casemate.pack import service
-from tests.pack.test_loop import DETECTIONS, _count, _task, ws  # noqa: F401  (ws: the fixture)
 
 
 def _mission(ws, duration: float = 160) -> tuple[str, str]:  # noqa: F811
