@@ -200,6 +200,37 @@ def test_batch_encoder_writes_what_pymavlink_writes() -> None:
     assert [m.get_srcSystem() for m in parsed] == list(sysid[:3]) and all(m.get_type() == "HEARTBEAT" for m in parsed)
 
 
+def test_one_record_per_vehicle_parses_as_what_pymavlink_writes() -> None:
+    rng = np.random.default_rng(1)
+    k = 40
+    sysid, seq = rng.integers(1, 255, k), rng.integers(0, 256, k)
+    lat = rng.integers(-900_000_000, 900_000_000, k)
+    alt = rng.integers(0, 3, k) * rng.integers(0, 200_000, k)  # zeros too: these payloads are not truncated
+    left = rng.integers(0, 101, k)
+    enc = mb.TelemetryRecords({"hb": mb.mav.MAVLink_heartbeat_message, "pos": mb.mav.MAVLink_global_position_int_message,
+                               "st": mb.mav.MAVLink_sys_status_message},
+                              {"hb": {"autopilot": 0, "base_mode": 0, "mavlink_version": 3},
+                               "st": {"voltage_battery": 12000, "current_battery": -1}})
+    buf = enc.encode(sysid, seq, {"hb": {"type": 2, "system_status": 4},
+                                  "pos": {"time_boot_ms": 99, "lat": lat, "lon": -lat, "alt": alt, "relative_alt": alt,
+                                          "hdg": 7},
+                                  "st": {"battery_remaining": left}})
+    parser = mb.mav.MAVLink(None)
+    got = parser.parse_buffer(buf)
+    assert len(got) == 3 * k and all(m.get_type() != "BAD_DATA" for m in got)  # every CRC good
+    for r in range(k):
+        p = mb.mav.MAVLink(None, srcSystem=int(sysid[r]), srcComponent=1)
+        p.seq = int(seq[r])
+        want = [mb.mav.MAVLink_heartbeat_message(2, 0, 0, 0, 4, 3),
+                mb.mav.MAVLink_global_position_int_message(99, int(lat[r]), int(-lat[r]), int(alt[r]), int(alt[r]), 0, 0, 0, 7),
+                mb.mav.MAVLink_sys_status_message(0, 0, 0, 0, 12000, -1, int(left[r]), 0, 0, 0, 0, 0, 0)]
+        for n, (a, w) in enumerate(zip(got[3 * r:3 * r + 3], want, strict=True)):
+            ref = mb.mav.MAVLink(None).parse_buffer(w.pack(p))[0]
+            p.seq = (p.seq + 1) % 256
+            assert a.get_type() == ref.get_type() and a.to_dict() == ref.to_dict()
+            assert (a.get_srcSystem(), a.get_seq()) == (int(sysid[r]), (int(seq[r]) + n) % 256)
+
+
 def test_geographic_scenario_zones_from_geojson_become_the_fence(tmp_path) -> None:
     import json
 
