@@ -82,7 +82,7 @@ def main() -> None:
     # one batch alone: the vehicles due in 100 ms at this rate, both encoders alternating
     due = max(1, int(round(a.exposed * a.rate * bridge.batch_s)))
     enc_ms: dict[str, list[float]] = {"records": [], "batch": []}
-    for rep in range(400):
+    for _ in range(400):
         for enc in ("records", "batch"):
             bridge.encoder = enc
             bridge.next_due[:] = float("inf")
