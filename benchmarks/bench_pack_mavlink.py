@@ -4,7 +4,9 @@ to a ground station on loopback UDP (a separate process that reads and counts th
 Steps with and without the bridge alternate in blocks, so load changes hit both alike; medians and
 means. The ground station is another process (as QGroundControl would be), so its reading costs the
 simulation nothing but a share of the machine.
+Then the cost of one telemetry batch alone (the vehicles due in 100 ms), for both encoders, alternating.
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_pack_mavlink.py [--steps 600] [--block 50]
+     [--encoder records|batch]
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=50)
     ap.add_argument("--exposed", type=int, default=250)
     ap.add_argument("--rate", type=float, default=1.0)
+    ap.add_argument("--encoder", choices=["records", "batch"], default="records",
+                    help="records: one record per vehicle (default); batch: encode_batch per message type (before)")
     a = ap.parse_args()
     port_q, count_q, stop = mp.Queue(), mp.Queue(), mp.Event()
     gcs = mp.Process(target=ground_station, args=(port_q, stop, count_q), daemon=True)
@@ -57,7 +61,7 @@ def main() -> None:
     sim = Simulation(load_scenario("coastal-surveillance"), 0, record_every=10**9, track_redundancy=False)
     for _ in range(20):
         sim.step()
-    bridge = MavlinkBridge(sim, range(a.exposed), gcs=("127.0.0.1", port), rate_hz=a.rate)
+    bridge = MavlinkBridge(sim, range(a.exposed), gcs=("127.0.0.1", port), rate_hz=a.rate, encoder=a.encoder)
     plain, bridged = [], []
     t_start = time.monotonic()
     for s in range(a.steps):
@@ -75,6 +79,18 @@ def main() -> None:
     stop.set()
     n_msgs, n_sys = count_q.get(timeout=10)
     gcs.join(5)
+    # one batch alone: the vehicles due in 100 ms at this rate, both encoders alternating
+    due = max(1, int(round(a.exposed * a.rate * bridge.batch_s)))
+    enc_ms: dict[str, list[float]] = {"records": [], "batch": []}
+    for _ in range(400):
+        for enc in ("records", "batch"):
+            bridge.encoder = enc
+            bridge.next_due[:] = float("inf")
+            bridge.next_due[:due] = -1.0
+            bridge._last_batch = -float("inf")
+            t0 = time.perf_counter()
+            bridge._telemetry(time.monotonic())  # to a closed port: refused, ignored
+            enc_ms[enc].append(1000 * (time.perf_counter() - t0))
     bridge.close()
     mp_, mb_ = statistics.median(plain), statistics.median(bridged)
     print(json.dumps({
@@ -88,7 +104,8 @@ def main() -> None:
         "bridge_ms_per_tick": round(1000 * bridge.stats.wall_s / max(bridge.stats.ticks, 1), 4),
         "bridge_share_of_bridged_steps_pct": round(100 * bridge.stats.wall_s / sum(bridged), 2),
         "messages_sent": bridge.stats.sent, "messages_received_by_gcs": n_msgs, "vehicles_seen_by_gcs": n_sys,
-        "wall_s": round(wall, 1),
+        "wall_s": round(wall, 1), "encoder": a.encoder,
+        "one_batch_vehicles": due, **{f"one_batch_ms_median_{k}": round(statistics.median(v), 4) for k, v in enc_ms.items()},
     }, indent=1))
 
 

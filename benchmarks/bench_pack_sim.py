@@ -2,18 +2,22 @@
 bursty comms (with CBBA over it), collision avoidance and Lloyd surveillance.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_pack_sim.py [--steps 200] [--runs 1]
+     [--timestamps auto|full|local] [--only 1000|10000]
+(auto: CBBA keeps local timestamps from 4,096 robots, the full N x N table below; full/local force one.)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
 
 import numpy as np
 
+from casemate.pack.allocation import CBBA
 from casemate.pack.scenario import load_scenario, parse_scenario
 from casemate.pack.sim import Simulation
 
@@ -74,15 +78,22 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--big-steps", type=int, default=40)
     ap.add_argument("--runs", type=int, default=1, help="repeat each size and report the median")
+    ap.add_argument("--timestamps", choices=["auto", "full", "local"], default="auto")
+    ap.add_argument("--only", choices=["1000", "10000"], default=None)
     a = ap.parse_args()
-    out = {"machine": platform.processor() or platform.machine(), "python": platform.python_version()}
-    runs1 = [bench(1, a.steps, 20) for _ in range(a.runs)]
-    runs10 = [bench(10, a.big_steps, 5) for _ in range(a.runs)]
+    CBBA.local_from = {"auto": CBBA.local_from, "full": 1 << 62, "local": 0}[a.timestamps]
+    out = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+           "timestamps": a.timestamps, "load_before": round(os.getloadavg()[0], 2)}
+    runs1 = [bench(1, a.steps, 20) for _ in range(a.runs)] if a.only != "10000" else []
+    runs10 = [bench(10, a.big_steps, 5) for _ in range(a.runs)] if a.only != "1000" else []
     for key, runs in (("1000", runs1), ("10000", runs10)):
+        if not runs:
+            continue
         out[key] = runs[0] if a.runs == 1 else {
             "runs": runs,
             "steps_per_s_mean_median": statistics.median(r["steps_per_s_mean"] for r in runs),
         }
+    out["load_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out, indent=1))
 
 

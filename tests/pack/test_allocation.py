@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy.spatial import cKDTree
 
 from casemate.pack.allocation import (
@@ -114,3 +115,34 @@ def test_baselines_order() -> None:
     done = np.concatenate([p for p in plan if p])
     assert len(done) == len(set(done.tolist()))
     assert total > 0 and seq_total > 0
+
+
+@pytest.mark.parametrize("check", [test_cbba_single_assignment_equals_sequential_greedy,
+                                   test_cbba_near_hungarian_and_conflict_free_under_loss,
+                                   test_multi_task_bundles_conflict_free_under_loss,
+                                   test_partition_then_heal_resolves_conflicts])
+def test_local_timestamps_keep_every_guarantee(check, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large swarms keep timestamps per (agent, task) instead of N x N: the same guarantees, checked on
+    the same instances with that mode forced."""
+    monkeypatch.setattr(CBBA, "local_from", 0)
+    assert CBBA(10).local and CBBA(10).S.size == 0
+    check()
+
+
+def test_local_timestamps_release_the_tasks_of_lost_agents(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CBBA, "local_from", 0)
+    n, m = 60, 20
+    pos, tasks, value, src, dst = _instance(4, n, m)
+    cb = CBBA(n, CBBAConfig(bundle_size=2, timeout=6))
+    cb.add_tasks(tasks, value, np.ones((n, m), dtype=bool))
+    alive, sp = np.ones(n, dtype=bool), np.full(n, 10.0)
+    for _ in range(40):
+        cb.step_round(pos, sp, alive, src, dst)
+    winners = np.unique(cb.Z[cb.Z >= 0])
+    alive[winners[:5]] = False  # five winners lost: nobody hears of them again
+    keep = alive[src] & alive[dst]
+    for _ in range(80):
+        cb.step_round(pos, sp, alive, src[keep], dst[keep])
+    assert cb.agreed(alive) and cb.conflicts(alive) == 0
+    assert not np.isin(cb.Z[alive], winners[:5]).any()  # their tasks went to the living
+    assert (cb.Z[alive] >= 0).sum(axis=1).min() == m  # and every task has a winner again

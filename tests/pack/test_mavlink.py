@@ -200,6 +200,37 @@ def test_batch_encoder_writes_what_pymavlink_writes() -> None:
     assert [m.get_srcSystem() for m in parsed] == list(sysid[:3]) and all(m.get_type() == "HEARTBEAT" for m in parsed)
 
 
+def test_one_record_per_vehicle_parses_as_what_pymavlink_writes() -> None:
+    rng = np.random.default_rng(1)
+    k = 40
+    sysid, seq = rng.integers(1, 255, k), rng.integers(0, 256, k)
+    lat = rng.integers(-900_000_000, 900_000_000, k)
+    alt = rng.integers(0, 3, k) * rng.integers(0, 200_000, k)  # zeros too: these payloads are not truncated
+    left = rng.integers(0, 101, k)
+    enc = mb.TelemetryRecords({"hb": mb.mav.MAVLink_heartbeat_message, "pos": mb.mav.MAVLink_global_position_int_message,
+                               "st": mb.mav.MAVLink_sys_status_message},
+                              {"hb": {"autopilot": 0, "base_mode": 0, "mavlink_version": 3},
+                               "st": {"voltage_battery": 12000, "current_battery": -1}})
+    buf = enc.encode(sysid, seq, {"hb": {"type": 2, "system_status": 4},
+                                  "pos": {"time_boot_ms": 99, "lat": lat, "lon": -lat, "alt": alt, "relative_alt": alt,
+                                          "hdg": 7},
+                                  "st": {"battery_remaining": left}})
+    parser = mb.mav.MAVLink(None)
+    got = parser.parse_buffer(buf)
+    assert len(got) == 3 * k and all(m.get_type() != "BAD_DATA" for m in got)  # every CRC good
+    for r in range(k):
+        p = mb.mav.MAVLink(None, srcSystem=int(sysid[r]), srcComponent=1)
+        p.seq = int(seq[r])
+        want = [mb.mav.MAVLink_heartbeat_message(2, 0, 0, 0, 4, 3),
+                mb.mav.MAVLink_global_position_int_message(99, int(lat[r]), int(-lat[r]), int(alt[r]), int(alt[r]), 0, 0, 0, 7),
+                mb.mav.MAVLink_sys_status_message(0, 0, 0, 0, 12000, -1, int(left[r]), 0, 0, 0, 0, 0, 0)]
+        for n, (a, w) in enumerate(zip(got[3 * r:3 * r + 3], want, strict=True)):
+            ref = mb.mav.MAVLink(None).parse_buffer(w.pack(p))[0]
+            p.seq = (p.seq + 1) % 256
+            assert a.get_type() == ref.get_type() and a.to_dict() == ref.to_dict()
+            assert (a.get_srcSystem(), a.get_seq()) == (int(sysid[r]), (int(seq[r]) + n) % 256)
+
+
 def test_geographic_scenario_zones_from_geojson_become_the_fence(tmp_path) -> None:
     import json
 
@@ -227,3 +258,77 @@ def test_geographic_scenario_zones_from_geojson_become_the_fence(tmp_path) -> No
     scen["zones"] = [{"geojson": "nogo.geojson", "as": "lava"}]
     with pytest.raises(UsageError, match=r"zones\[0\].as: must be one of"):
         parse_scenario(scen, "geo.yaml", tmp_path)
+
+
+def _upload(gcs, bridge, sim, sysid: int, points_lonlat, command=None, frame=None) -> int:
+    """The ground station's side of a mission upload; returns the vehicle's MISSION_ACK result."""
+    mission = mb.mav.MAV_MISSION_TYPE_MISSION
+    gcs.mav.mission_count_send(sysid, 1, len(points_lonlat), mission)
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        sim.step()  # the pack keeps running while the vehicle takes its mission
+        bridge.tick()
+        m = gcs.recv_match(type=["MISSION_REQUEST_INT", "MISSION_ACK"], blocking=True, timeout=0.05)
+        if m is None or m.get_srcSystem() != sysid:
+            continue
+        if m.get_type() == "MISSION_ACK":
+            return m.type
+        lon, lat = points_lonlat[m.seq]
+        gcs.mav.mission_item_int_send(sysid, 1, m.seq, frame or mb.mav.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT,
+                                      command or mb.mav.MAV_CMD_NAV_WAYPOINT, 0, 1, 0, 10.0, 0, 0,
+                                      int(round(lat * 1e7)), int(round(lon * 1e7)), 50.0, mission)
+    raise AssertionError("no MISSION_ACK from the vehicle")
+
+
+def test_ground_station_uploads_a_mission_and_the_robot_flies_it() -> None:
+    sim = Simulation(parse_scenario(_scenario(4), "mav.yaml"), 1)
+    for _ in range(20):
+        sim.step()
+    gcs, port = _gcs()
+    bridge = mb.MavlinkBridge(sim, gcs=("127.0.0.1", port), rate_hz=1.0, origin=ORIGIN, clock=lambda: sim.t)
+    geo = bridge.geo
+    robot = int(np.flatnonzero((sim._view.path >= 0).any(axis=1))[0])  # one that holds tasks of the pack
+    sysid = robot + 1
+    wps = np.array([[300.0, 500.0], [1300.0, 150.0]])
+    try:
+        assert _drain(gcs, bridge, ["HEARTBEAT"], 1)  # the ground station answers the link it hears
+        accepted = mb.mav.MAV_MISSION_ACCEPTED
+        # refused as a whole: a waypoint in the no-go zone, a command it does not fly, a local frame
+        nogo = geo.lonlat(np.array([wps[0], [700.0, 700.0]]))
+        assert _upload(gcs, bridge, sim, sysid, nogo) == mb.mav.MAV_MISSION_DENIED
+        assert _upload(gcs, bridge, sim, sysid, geo.lonlat(wps), command=mb.mav.MAV_CMD_DO_CHANGE_SPEED) == \
+            mb.mav.MAV_MISSION_UNSUPPORTED
+        assert _upload(gcs, bridge, sim, sysid, geo.lonlat(wps), frame=mb.mav.MAV_FRAME_LOCAL_NED) == \
+            mb.mav.MAV_MISSION_UNSUPPORTED_FRAME
+        assert robot not in sim.flights and len(bridge.stats.errors) == 3
+        assert _upload(gcs, bridge, sim, sysid, geo.lonlat(wps)) == accepted
+        assert robot in sim.flights and bridge.stats.missions_accepted == 1
+        # it flies there, out of the pack's allocation (its tasks go to the others), and holds at the end
+        done_before = sim.executions.sum()
+        closest = [np.inf, np.inf]
+        for _ in range(240):
+            sim.step()
+            bridge.tick()
+            while gcs.recv_msg() is not None:  # a ground station reads its link (else its buffer overflows)
+                pass
+            assert sim._heads()[robot] == -1  # it acts on no task of the pack's
+            for k in range(2):
+                closest[k] = min(closest[k], float(np.hypot(*(sim.fleet.pos[robot] - wps[k]))))
+            if sim.flights[robot].reached:
+                break
+        assert closest[0] <= 10.0 + 1e-6 and sim.flights[robot].reached
+        assert np.hypot(*(sim.fleet.pos[robot] - wps[1])) <= 10.0 + 1e-6
+        others = np.flatnonzero(np.arange(4) != robot)
+        assert not (sim.cbba.Z[others] == robot).any()  # silent in the allocation: the others took its tasks over
+        assert sim.executions.sum() > done_before
+        for _ in range(10):
+            sim.step()
+        assert np.hypot(*(sim.fleet.pos[robot] - wps[1])) <= 10.0 + 1e-6
+        # a ground station reading it back gets the mission it flies
+        items = mb.task_items(sim, robot, geo)
+        assert np.allclose(geo.local(np.array([[i.lon, i.lat] for i in items])), wps, atol=0.05)
+        # an empty mission gives it back to the pack
+        assert _upload(gcs, bridge, sim, sysid, []) == accepted and robot not in sim.flights
+    finally:
+        bridge.close()
+        gcs.close()

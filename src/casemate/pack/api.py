@@ -41,6 +41,8 @@ class RunRequest(BaseModel):
                          description="a stored mission's id or a built-in scenario")
     seed: int = 0
     label: str | None = Field(default=None, max_length=200)
+    # a paced run answers when it ends; decisions posted meanwhile (the approve/reject routes) reach it
+    pace: float | None = Field(default=None, gt=0, le=10_000, description="simulated seconds per wall second")
 
 
 class DecisionRequest(BaseModel):
@@ -73,7 +75,8 @@ def pack_router(ws: Workspace, current_user: Callable[..., User]) -> APIRouter:
     def run(body: RunRequest, user: User = Depends(current_user)) -> dict[str, Any]:
         """Run a stored mission (or a built-in scenario) to the end; the outcome is in the catalog."""
         with tempfile.TemporaryDirectory(prefix="pack-run-") as tmp:  # the files are stored, not served
-            out = service.run_scenario(ws, user, body.mission, seed=body.seed, label=body.label, out_dir=Path(tmp) / "run")
+            out = service.run_scenario(ws, user, body.mission, seed=body.seed, label=body.label, out_dir=Path(tmp) / "run",
+                                     pace=body.pace)
         m = out.result.metrics
         return {"plan": out.plan.to_json() if out.plan else None,
                 "results": out.results.to_json() if out.results else None,

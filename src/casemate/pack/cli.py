@@ -43,9 +43,17 @@ def scenarios_cmd() -> None:
               help="Folder for metrics.json, replay.jsonl and replay.html (default: ./pack-runs/NAME-seedN).")
 @click.option("--label", default=None, help="Label of the outputs (at least the scenario's; default: the scenario's).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--pace", type=float, default=None, metavar="X",
+              help="Hold the run to X simulated seconds per second of wall time (a live mission an officer follows).")
+@click.option("--poll", "poll_s", type=float, default=1.0, show_default=True, metavar="S",
+              help="A stored mission reads the decisions taken while it runs (pack approve/reject, the API) every S s.")
 @click.pass_context
-def run_cmd(ctx: click.Context, scenario: str, seed: int, out_dir: str | None, label: str | None, quiet: bool) -> None:
-    """Run SCENARIO (a YAML file, a built-in name, or with --home a stored mission's id) to the end."""
+def run_cmd(ctx: click.Context, scenario: str, seed: int, out_dir: str | None, label: str | None, quiet: bool,
+            pace: float | None, poll_s: float) -> None:
+    """Run SCENARIO (a YAML file, a built-in name, or with --home a stored mission's id) to the end.
+
+    A stored mission's tasks waiting for an officer can be approved or rejected while it runs (from
+    another shell, or the API): the run reads the decisions every --poll seconds."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from casemate.cli import state_of
@@ -58,6 +66,9 @@ def run_cmd(ctx: click.Context, scenario: str, seed: int, out_dir: str | None, l
 
     def start(sc: Any) -> None:
         nonlocal prog, task
+        if pace is not None:
+            click.echo(f"{sc.name}: running at {pace:g} simulated s per s; decisions taken meanwhile reach the "
+                       f"robots within {poll_s:g} s")
         if not quiet:
             prog = Progress(TextColumn(f"{sc.name} seed {seed}"), BarColumn(),
                             TextColumn("{task.completed}/{task.total} steps"), TimeRemainingColumn(), transient=True)
@@ -65,7 +76,7 @@ def run_cmd(ctx: click.Context, scenario: str, seed: int, out_dir: str | None, l
             task = prog.add_task("run", total=sc.steps)
 
     try:
-        out = run_scenario(ws, user, scenario, seed=seed, out_dir=out_dir, label=label, start=start,
+        out = run_scenario(ws, user, scenario, seed=seed, out_dir=out_dir, label=label, start=start, pace=pace, poll_s=poll_s,
                            progress=None if quiet else (lambda k: prog.advance(task, k) if prog else None))
     finally:
         if prog is not None:
@@ -76,6 +87,8 @@ def run_cmd(ctx: click.Context, scenario: str, seed: int, out_dir: str | None, l
                f"{m['targets_found']}/{len(m['targets'])}; tasks done {m['tasks_done']}/{m['tasks']} "
                f"(duplicates {m['duplicates']}); collisions {m['collisions']}; messages {m['messages_sent']} "
                f"sent, {m['messages_lost']} lost")
+    for d in out.result.decisions:
+        click.echo(f"task {d['task']} {d['gate']} at t={d['t']:g} s by {d['by']}: {d['reason']}")
     waiting = [t["task"] for t in out.result.tasks if t["gate"] == "waiting"]
     if waiting:
         click.echo(f"waiting for approval (not acted on): {', '.join(waiting)}")

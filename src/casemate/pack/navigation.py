@@ -4,16 +4,61 @@ obstacles and no-go zones along travel fields (also the travel tables CBBA score
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
+from casemate.errors import UsageError
 from casemate.pack.coverage import lloyd_goals, plan_search
 from casemate.pack.robots import SEARCH, SURVEIL
 from casemate.pack.world import DOMAINS
 
 
+@dataclass
+class Flight:
+    """A mission uploaded to one robot: waypoints in the area's metres, how close counts as reached."""
+
+    points: np.ndarray  # (K,2)
+    accept: np.ndarray  # (K,) m
+    index: int = 0  # the waypoint it heads for
+    reached: bool = False  # at the last one (it holds there)
+
+
 class Navigation:
     """The navigation half of a Simulation (a mixin: the state lives on the Simulation)."""
+
+    def fly_mission(self, robot: int, points: np.ndarray, accept_m: np.ndarray | float | None = None) -> None:
+        """A mission from outside (a ground station's upload): the robot flies these waypoints (K,2) in
+        order, round obstacles, and holds at the last one; meanwhile it is out of the pack's allocation
+        (it neither bids nor acts on a task; the others take over its tasks when it falls silent).
+        No points: back to the pack. Waypoints outside the area or where its domain may not be (land for
+        a boat, a no-go zone) are refused, and nothing changes."""
+        f, w = self.fleet, self.world
+        robot = int(robot)
+        if not 0 <= robot < len(f):
+            raise UsageError(f"robot {robot}: robots are numbered 0 to {len(f) - 1}")
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        if len(pts) == 0:
+            self.flights.pop(robot, None)
+            return
+        inside = w.inside_area(pts) & w.allowed_at(np.full(len(pts), int(f.domain[robot])), pts)
+        if not inside.all():
+            k = int(np.flatnonzero(~inside)[0])
+            raise UsageError(f"waypoint {k} ({pts[k, 0]:.1f}, {pts[k, 1]:.1f}): outside the area or where robot "
+                             f"{robot} ({DOMAINS[int(f.domain[robot])]}) may not go")
+        default = max(w.cell * 0.75, 2 * float(f.param("radius")[robot]))
+        acc = np.broadcast_to(np.asarray(default if accept_m is None else accept_m, dtype=np.float64), (len(pts),))
+        self.flights[robot] = Flight(pts, np.where(acc > 0, acc, default))
+
+    def _fly(self, goal: np.ndarray) -> None:
+        """Robots flying an uploaded mission aim at their current waypoint (advanced once within reach)."""
+        f = self.fleet
+        for r, fl in self.flights.items():
+            while fl.index < len(fl.points) - 1 and np.hypot(*(fl.points[fl.index] - f.pos[r])) <= fl.accept[fl.index]:
+                fl.index += 1
+            if fl.index == len(fl.points) - 1 and np.hypot(*(fl.points[-1] - f.pos[r])) <= fl.accept[-1]:
+                fl.reached = True
+            goal[r] = self._route(np.array([r]), fl.points[fl.index][None, :])[0] if f.alive[r] else np.nan
 
     def _setup_search(self) -> None:
         w, f = self.world, self.fleet
@@ -84,6 +129,8 @@ class Navigation:
             self.plan_idx[r] = i
             if i < len(p):
                 goal[r] = p[i]
+        if self.flights:
+            self._fly(goal)
         # surveillance for the rest
         free = np.isnan(goal[:, 0]) & f.alive & ((self.roles & SURVEIL) > 0)
         if self.sc.objectives["surveillance"] and free.any():

@@ -55,7 +55,10 @@ class AllocationRunner:
         # would apply them too. Nothing else touches the allocation state while the round runs (reads
         # go through self.cbba, which waits for it), so the same seed still gives the same run.
         self._view = AllocView(cb)
-        args = (f.pos.copy(), f.param("max_speed"), f.alive.copy(), s_src, s_dst, snap, self._travel_tables())
+        alive = f.alive.copy()
+        if self.flights:  # a robot flying a ground station's mission is out of the allocation meanwhile
+            alive[list(self.flights)] = False
+        args = (f.pos.copy(), f.param("max_speed"), alive, s_src, s_dst, snap, self._travel_tables())
         self._round = self._submit(self._cbba.step_round, *args)
 
     inline_below = 200  # robots: smaller fleets run their rounds on the calling thread (a thread costs more)

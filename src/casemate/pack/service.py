@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,15 +102,53 @@ def _check_out(out: Path) -> None:
         raise UsageError(f"--out {out}: cannot write under {probe}")
 
 
+class LiveDecisions:
+    """The decisions officers store while a stored mission runs (CLI, API, another process), handed to
+    the simulation between steps: each reaches the robots at the simulated time it is read, and the
+    run's decision log says when (a later run with `Decision(at=t)` replays it exactly)."""
+
+    def __init__(self, ws: Workspace, user: User, plan: Version, sc: Scenario, known: list[Decision],
+                 every_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ws, self.user, self.plan = ws, user, plan
+        self.open = set(marked_tasks(sc)) - {d.task for d in known}  # marked tasks still undecided
+        self.every_s = every_s
+        self.clock = clock
+        self._last = clock()
+        self.applied: list[Decision] = []
+
+    def poll(self, sim: Any, force: bool = False) -> int:
+        """Read the stored decisions (at most every `every_s` of wall time) and hand the new ones to the
+        simulation, now; returns how many."""
+        if not self.open or (not force and self.clock() - self._last < self.every_s):
+            return 0
+        self._last = self.clock()
+        new = [d for d in decisions_for(self.ws, self.user, self.plan) if d.task in self.open]
+        for d in new:
+            self.open.discard(d.task)
+            d = replace(d, at=sim.t)
+            sim.decide(d)
+            self.applied.append(d)
+        return len(new)
+
+
 def run_scenario(ws: Workspace | None, user: User | None, scenario_ref: str | Path, *, seed: int = 0,
                  out_dir: str | Path | None = None, label: str | None = None,
-                 progress: Callable[[int], None] | None = None, start: Callable[[Scenario], None] | None = None) -> RunOutcome:
+                 progress: Callable[[int], None] | None = None, start: Callable[[Scenario], None] | None = None,
+                 pace: float | None = None, poll_s: float = 1.0) -> RunOutcome:
     """Run a scenario or a stored mission to the end; write its outputs; with a workspace, store the plan
-    (unless it is already a stored mission), the results, the replay and the findings.
+    (unless it is already a stored mission), the results, the replay and the findings, all in one
+    transaction (a failure while storing leaves none of them).
 
     `label` may raise the outputs' label above the scenario's (never lower it). `start(scenario)` is
     called once everything is validated, just before the run (a face shows a progress bar there).
+    A stored mission with tasks still waiting for an officer reads the decisions stored meanwhile every
+    `poll_s` seconds of wall time and applies them at once. `pace` (simulated seconds per wall second)
+    holds the run to that speed, so that a person can follow it and decide while it runs.
     """
+    if pace is not None and not (pace > 0 and math.isfinite(pace)):
+        raise UsageError(f"--pace {pace}: must be a positive number of simulated seconds per second")
+    if not (poll_s > 0 and math.isfinite(poll_s)):
+        raise UsageError(f"--poll {poll_s}: must be a positive number of seconds")
     sc, plan = load_mission(ws, user, scenario_ref)
     out = Path(out_dir) if out_dir else Path("pack-runs") / f"{sc.name}-seed{seed}"
     _check_out(out)
@@ -132,12 +171,28 @@ def run_scenario(ws: Workspace | None, user: User | None, scenario_ref: str | Pa
             raise UsageError(f"scenario {sc.source}: {exc.message}; nothing was run") from None
         if plan is not None:
             decisions = decisions_for(ws, user, plan)
-    if start is not None:
-        start(sc)
     from casemate.pack.sim import Simulation  # the heavy part, only once the input is known good
 
     raster = mission_raster(ws, user, sc, plan) if ws is not None and user is not None else None
-    result = Simulation(sc, seed, decisions=decisions).run(progress)
+    live = None
+    if ws is not None and user is not None and plan is not None:
+        live = LiveDecisions(ws, user, plan, sc, decisions, poll_s)
+        if not live.open:
+            live = None
+    if start is not None:
+        start(sc)  # from here on, a decision stored is one taken during the run
+    began = time.monotonic()
+
+    def between_steps(sim: Any) -> None:
+        if pace is not None:
+            ahead = began + sim.t / pace - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        if live is not None:
+            live.poll(sim)
+
+    hook = between_steps if (live is not None or pace is not None) else None
+    result = Simulation(sc, seed, decisions=decisions).run(progress, between=hook)
     paths = write_outputs(result, out, raster)
     found = findings_of(sc, result)
     if sc.lonlat_origin is not None:
@@ -146,9 +201,8 @@ def run_scenario(ws: Workspace | None, user: User | None, scenario_ref: str | Pa
     outcome = RunOutcome(sc, result, paths, final)
     if ws is not None:
         assert user is not None
-        # one version after another: inside one outer transaction the catalog's label registry (which
-        # reads committed labels only) cannot see a label the run's first version interned
-        _store(ws, user, sc, seed, final, plan, result, paths, found, outcome)
+        with ws.transaction():  # plan, results, replay, findings, new detections: all or none
+            _store(ws, user, sc, seed, final, plan, result, paths, found, outcome)
     return outcome
 
 

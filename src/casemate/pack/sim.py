@@ -31,7 +31,7 @@ from casemate.pack.comms import Comms
 from casemate.pack.dynamics import apply_domain, limit_velocity
 from casemate.pack.failures import losses_now
 from casemate.pack.metrics import Metrics, RunResult
-from casemate.pack.navigation import Navigation
+from casemate.pack.navigation import Flight, Navigation
 from casemate.pack.robots import SEARCH, SURVEIL, TASKS, Fleet
 from casemate.pack.runner import AllocationRunner
 from casemate.pack.scenario import Scenario
@@ -145,6 +145,7 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
         self.record_every = record_every if record_every is not None else max(1, steps // 300)
         self.wall = 0.0
         self.v_override: np.ndarray | None = None
+        self.flights: dict[int, Flight] = {}  # robot -> a mission uploaded from outside (fly_mission)
 
     def _place_robots(self) -> None:
         sc, w = self.sc, self.world
@@ -312,10 +313,14 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
                     self.target_first[newly, lv] = self.t
                 self.target_best = np.maximum(self.target_best, best)
 
-    def run(self, progress: Callable[[int], None] | None = None) -> RunResult:
+    def run(self, progress: Callable[[int], None] | None = None,
+            between: Callable[[Simulation], None] | None = None) -> RunResult:
+        """Every step of the scenario; `between(sim)` is called before each step (live decisions, pacing)."""
         self._record()
         try:
             for _ in range(self.sc.steps):
+                if between is not None:
+                    between(self)
                 self.step()
                 if progress is not None:
                     progress(1)

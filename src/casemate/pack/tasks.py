@@ -125,9 +125,11 @@ class TaskBook:
     def _heads(self) -> np.ndarray:
         """(N,) the task each robot works on now: the head of its path, or with tasks waiting for an
         officer, the first task of its path it may act on."""
-        if not self._gated:
-            return self._view.committed()
-        return self._view.committed(ACTIONABLE[self.task_gate])
+        head = self._view.committed() if not self._gated else self._view.committed(ACTIONABLE[self.task_gate])
+        if self.flights:  # robots flying a ground station's mission act on no task of the pack's
+            head = head.copy()
+            head[list(self.flights)] = -1
+        return head
 
     @property
     def _gated(self) -> bool:

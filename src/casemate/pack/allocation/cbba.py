@@ -95,11 +95,20 @@ class CBBA:
     lean_merge_from = 1 << 22  # timestamp entries from which merges read only the comparisons they need
     pack_budget = 2_000_000  # ... and the packed copy (agents x winners) stays this small: packing re-gathers it
                              # every round, which costs more than the cache misses of the full table it saves
+    local_from = 4096  # agents from which each keeps timestamps only for the winners it names (see below)
 
-    def __init__(self, n_agents: int, cfg: CBBAConfig | None = None) -> None:
+    def __init__(self, n_agents: int, cfg: CBBAConfig | None = None, *, local: bool | None = None) -> None:
         self.cfg = cfg or CBBAConfig()
         n = n_agents
         self.n = n
+        # Local timestamps (large swarms): instead of the N x N table (400 MB of scattered reads at 10,000
+        # agents), agent i keeps, per task j, the round of its newest news about the winner it names for
+        # that task, T[i, j] (as asynchronous CBBA keeps time stamps per task). News about an agent is
+        # compared task by task: where sender and receiver name different winners for a task, each side's
+        # news of the other's winner reads 0 ("never heard", as at the full table's start) unless that
+        # winner is the other side itself (news of now). Not the exact algorithm: a choice for large
+        # swarms, tested for conflicts and score (docs/pack.md); the full table below `local_from`.
+        self.local = n >= self.local_from if local is None else bool(local)
         L = self.cfg.bundle_size
         self.task_pos = np.zeros((0, 2))
         self.task_value = np.zeros(0)
@@ -108,7 +117,8 @@ class CBBA:
         self.Z = np.zeros((n, 0), dtype=np.int64)
         self.claimed_at = np.zeros((n, 0), dtype=np.int64)  # round each agent last added each task
         # round numbers: float32 holds them exactly (to 2^24 rounds) at half the memory traffic of float64
-        self.S = np.zeros((n, n), dtype=np.float32)
+        self.S = np.zeros((0, 0) if self.local else (n, n), dtype=np.float32)
+        self.T = np.zeros((n, 0), dtype=np.float32)  # local mode: round of i's news about Z[i, j]
         # the senders' timestamps for unpacked rounds: kept equal to S by replaying each round's writes,
         # which are far fewer than the N x N entries a fresh copy would move
         self._s_buf: np.ndarray | None = None
@@ -134,6 +144,7 @@ class CBBA:
         self.Y = np.hstack([self.Y, np.zeros((self.n, k))])
         self.Z = np.hstack([self.Z, np.full((self.n, k), NONE, dtype=np.int64)])
         self.claimed_at = np.hstack([self.claimed_at, np.zeros((self.n, k), dtype=np.int64)])
+        self.T = np.hstack([self.T, np.zeros((self.n, k), dtype=np.float32)])
         kb = np.ones(self.n, dtype=bool) if known_by is None else np.asarray(known_by, dtype=bool)
         self.known = np.hstack([self.known, np.repeat(kb[:, None], k, axis=1)])
         self.done = np.hstack([self.done, np.zeros((self.n, k), dtype=bool)])
@@ -158,8 +169,12 @@ class CBBA:
         L = self.cfg.bundle_size
         lam = self.cfg.discount
         t = float(self.round)
-        diag = self.S.reshape(-1)[:: self.n + 1]  # a view
-        diag[alive] = t
+        if self.local:
+            own = (self.Z == np.arange(self.n)[:, None]) & alive[:, None]
+            self.T[own] = t  # an agent's news of itself is always of now
+        else:
+            diag = self.S.reshape(-1)[:: self.n + 1]  # a view
+            diag[alive] = t
         if self._s_buf is not None:
             self._s_buf.reshape(-1)[:: self.n + 1][alive] = t
         if self.m == 0:
@@ -208,6 +223,8 @@ class CBBA:
             bid = c[has, j]
             self.Y[ag, j] = bid
             self.Z[ag, j] = ag
+            if self.local:
+                self.T[ag, j] = t
             self.claimed_at[ag, j] = self.round
             self.bundle[ag, self.blen[ag]] = j
             old = self.path[ag]
@@ -278,6 +295,8 @@ class CBBA:
         """The state agents broadcast. `with_s=False` leaves the (N,N) timestamps out: only for a snapshot
         consumed by the very next consensus, whose timestamps then still are the current ones (a build in
         between changes only the diagonal, which the decision table never reads)."""
+        if self.local:  # the local timestamps are small: always copied (the round writes them in place)
+            return (self.Y.copy(), self.Z.copy(), self.T.copy(), self.done.copy(), self.known.copy())
         return (self.Y.copy(), self.Z.copy(), self.S.copy() if with_s else None, self.done.copy(),
                 self.known.copy())
 
@@ -295,6 +314,8 @@ class CBBA:
             Zs = np.pad(Zs, ((0, 0), (0, pad)), constant_values=NONE)
             Ds = np.pad(Ds, ((0, 0), (0, pad)))
             Ks = np.pad(Ks, ((0, 0), (0, pad)))
+            if self.local and Ss is not None:
+                Ss = np.pad(Ss, ((0, 0), (0, pad)))
         t = float(self.round)
         if len(src) == 0:
             self._release()
@@ -329,6 +350,9 @@ class CBBA:
                 j = open_j[jl]
         else:
             e = j = np.zeros(0, dtype=np.int64)
+        if self.local:
+            self._consensus_local(src, dst, rank, e, j, Ys, Zs, Ss, t)
+            return
         rows_mode = 2 * self.m >= n  # relaying whole rows is cheaper than picking the winners' columns
         # Timestamps are read only in the columns of agents named as winners (in the messages or by the
         # receivers; a merge only copies winners from messages). With few winners the round works on
@@ -430,6 +454,70 @@ class CBBA:
                 swf[i * w1 + k] = t
         self._finish_round(SW, W if packed else None, src, dst, t, log)
 
+    def _consensus_local(self, src: np.ndarray, dst: np.ndarray, rank: np.ndarray, e: np.ndarray, j: np.ndarray,
+                         Ys: np.ndarray, Zs: np.ndarray, Ts: np.ndarray, t: float) -> None:
+        """consensus() with local timestamps: messages by rank as there, each merge then relay reading the
+        (N, M) tables only."""
+        n_ranks = int(rank[-1]) + 1
+        bounds = np.searchsorted(rank[e], np.arange(n_ranks + 1))
+        rank_bounds = np.searchsorted(rank, np.arange(n_ranks + 1))
+        tmask = np.zeros((self.n, self.m), dtype=bool)
+        trow = np.zeros(self.n, dtype=bool)
+        for r in range(n_ranks):
+            lo, hi = bounds[r], bounds[r + 1]
+            ee, jj = e[lo:hi], j[lo:hi]
+            m_lo, m_hi = rank_bounds[r], rank_bounds[r + 1]
+            k, i = src[m_lo:m_hi], dst[m_lo:m_hi]
+            hot = m_lo + np.flatnonzero(trow[i])
+            if len(hot):
+                e2, j2 = np.nonzero(tmask[dst[hot]])
+                if len(e2):
+                    ee, jj = np.concatenate([ee, hot[e2]]), np.concatenate([jj, j2])
+            if len(ee):
+                ti, fij = self._merge_local(src[ee], dst[ee], jj, Ys, Zs, Ts, t)
+                if len(ti):
+                    tmask.reshape(-1)[fij] = True
+                    trow[ti] = True
+            if self.m:
+                # relay, task by task: the sender's news of the winner the receiver names, where the sender
+                # names the same one (of now where that winner is the sender itself)
+                Zi, Ti = self.Z[i], self.T[i]
+                sk = np.where(Zs[k] == Zi, Ts[k], np.float32(0))
+                sk[Zi == k[:, None]] = t
+                np.maximum(Ti, sk, out=Ti)
+                self.T[i] = Ti
+        self._release()
+
+    def _merge_local(self, kk: np.ndarray, ii: np.ndarray, j: np.ndarray, Ys: np.ndarray, Zs: np.ndarray,
+                     Ts: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """_merge with local timestamps."""
+        m = self.m
+        fk, fi = kk * m + j, ii * m + j
+        Yf, Zf, Tf = self.Y.reshape(-1), self.Z.reshape(-1), self.T.reshape(-1)
+        yk, zk = Ys.reshape(-1)[fk], Zs.reshape(-1)[fk]
+        yi, zi = Yf[fi], Zf[fi]
+        case_k = 2 - 2 * (zk == kk) - (zk == ii) + (zk < 0)
+        case_i = 2 - 2 * (zi == ii) - (zi == kk) + (zi < 0)
+        beats = (yk > yi) | ((yk == yi) & (zk < zi))
+        same = zi == zk
+        # timestamps task by task: of the winner either side names for this task; of another agent, none
+        ti, tk = Tf[fi], Ts.reshape(-1)[fk]
+        sk_m = tk  # the sender's news of its own winner m
+        si_m = np.where(same, ti, np.where(zk == ii, np.float32(t), np.float32(0)))  # the receiver's news of m
+        sk_n = np.where(same, tk, np.where(zi == kk, np.float32(t), np.float32(0)))  # the sender's news of n
+        si_n = ti
+        cmp_m = (sk_m > si_m) * 1 + (sk_m >= si_m)
+        newer_n = sk_n > si_n
+        code = ((((case_k * 4 + case_i) * 3 + cmp_m) * 2 + beats) * 2 + newer_n) * 2 + same
+        act = _TABLE[code]
+        upd = act == 1
+        ch = act > 0
+        fc = fi[ch]
+        Yf[fc] = np.where(upd, yk, 0.0)[ch]
+        Zf[fc] = np.where(upd, zk, NONE)[ch]
+        Tf[fc] = np.where(upd, si_m, 0.0)[ch]  # what it knew of the new winner (the relay then adds the sender's)
+        return ii[ch], fc
+
     def _finish_round(self, SW: np.ndarray, W: np.ndarray | None, src: np.ndarray, dst: np.ndarray, t: float,
                       log: list[np.ndarray] | None = None) -> None:
         """Write packed timestamp columns back, record direct news on every link, keep the senders'
@@ -504,10 +592,14 @@ class CBBA:
         rows = np.arange(self.n)
         stale = (self.Z >= 0) & (self.Z != rows[:, None])
         if stale.any():
-            lost = self.S[rows[:, None], np.maximum(self.Z, 0)] < self.round - self.cfg.timeout
+            if self.local:
+                lost = self.T < self.round - self.cfg.timeout
+            else:
+                lost = self.S[rows[:, None], np.maximum(self.Z, 0)] < self.round - self.cfg.timeout
             drop = stale & lost
             self.Z[drop] = NONE
             self.Y[drop] = 0.0
+            self.T[drop] = 0.0
         b = self.bundle
         bv = b >= 0
         owned = np.zeros_like(bv)
@@ -563,6 +655,7 @@ class CBBA:
         self.compat[:, task] = False
         self.Z[:, task] = NONE
         self.Y[:, task] = 0.0
+        self.T[:, task] = 0.0
         held = (self.bundle == task).any(axis=1)
         if held.any():
             b = np.where(self.bundle == task, NONE, self.bundle)
