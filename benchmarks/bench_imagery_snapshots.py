@@ -45,6 +45,41 @@ def export_snapshot(ckpt: Path, like: Path, width: int = 16) -> Path:
     return out
 
 
+def soup(model_a: Path, model_b: Path, alpha: float, out: Path) -> Path:
+    """Weight interpolation (1 - alpha) * A + alpha * B of two exports of the same architecture,
+    convolution by convolution in graph order (both are fused Conv+bias graphs): a fine-tuned model
+    pulled back toward the model it started from (WiSE-FT, Wortsman et al. 2022)."""
+    import hashlib
+
+    import onnx
+    from onnx import numpy_helper
+
+    from casemate.imagery.runtime import resolve_model
+
+    (oa, ma), (ob, _) = resolve_model(str(model_a)), resolve_model(str(model_b))
+    ga, gb = onnx.load(str(oa)), onnx.load(str(ob))
+    ia = {i.name: i for i in ga.graph.initializer}
+    ib = {i.name: numpy_helper.to_array(i) for i in gb.graph.initializer}
+    ca = [n for n in ga.graph.node if n.op_type == "Conv"]
+    cb = [n for n in gb.graph.node if n.op_type == "Conv"]
+    if len(ca) != len(cb):
+        raise SystemExit(f"{model_a} and {model_b}: not the same architecture")
+    for na, nb in zip(ca, cb, strict=True):
+        for xa, xb in zip(na.input[1:], nb.input[1:], strict=True):
+            wa = numpy_helper.to_array(ia[xa])
+            mixed = ((1 - alpha) * wa + alpha * ib[xb]).astype(wa.dtype)
+            ia[xa].CopyFrom(numpy_helper.from_array(mixed, xa))
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.save(ga, str(out / "model.onnx"))
+    manifest = json.loads(Path(ma).read_text())
+    manifest = {k: v for k, v in manifest.items() if not k.startswith("eval_")}
+    manifest["sha256"] = hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest()
+    manifest["training"] = {**manifest.get("training", {}),
+                            "soup": {"of": [str(model_a), str(model_b)], "alpha": alpha}}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return out
+
+
 def score(model: Path | str, kit: Path, held: set[str], synth: Path, limit: int | None = None) -> dict:
     from casemate.imagery.evaluate import evaluate
 
@@ -64,6 +99,9 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=1, help="score every k-th snapshot only")
     ap.add_argument("--last", type=int, default=0, help="only the last N snapshots (after --every)")
     ap.add_argument("--limit", type=int, default=None, help="procedural scenes scored (default all)")
+    ap.add_argument("--soup", nargs=2, default=None, metavar=("A", "B"),
+                    help="also score weight interpolations of models A and B (see --alphas)")
+    ap.add_argument("--alphas", default="0.25,0.5", help="weights of B in the soups")
     ap.add_argument("--json", default=None, help="append results to this JSON-lines file")
     args = ap.parse_args()
     from casemate.imagery.datasets import holdout_split, load_dataset
@@ -81,6 +119,10 @@ def main() -> None:
     if args.last:
         snaps = snaps[-args.last:]
     targets: list[Path | str] = list(args.models) + [export_snapshot(s, like) for s in snaps]
+    if args.soup:
+        a, b = args.soup
+        for alpha in (float(x) for x in args.alphas.split(",")):
+            targets.append(soup(Path(a), Path(b), alpha, work / "soups" / f"{Path(a).name}-{Path(b).name}-{alpha:g}"))
     for m in targets:
         rec = score(m, kit, held, work / "test", args.limit)
         line = json.dumps({k: v for k, v in rec.items() if k != "kit_pr"})
