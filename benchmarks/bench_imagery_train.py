@@ -50,6 +50,12 @@ def main() -> None:
                     help="KIT images are shown shrunk by these factors (0.13 m -> 0.23-0.34 m): cars come "
                          "closer to the procedural scenes' scale and each crop holds more of them")
     ap.add_argument("--init", default="default", help="warm start: a model folder/name of the same width, or 'none'")
+    ap.add_argument("--balance", type=float, default=0.0,
+                    help="procedural scenes drawn by the inverse frequency of their rarest class, to this power")
+    ap.add_argument("--bn", default="frozen", choices=["frozen", "recalibrate"],
+                    help="after a warm start: BN held at the fused identity, or recalibrated and trained")
+    ap.add_argument("--snapshot-every", type=int, default=0, help="keep work/model/snapshots/step-N every N steps")
+    ap.add_argument("--skip-eval", action="store_true", help="train and export only (evaluate snapshots later)")
     ap.add_argument("--resume", action="store_true", help="continue from work/model/checkpoint.safetensors")
     ap.add_argument("--install", default=None, help="copy model.onnx + manifest.json here")
     args = ap.parse_args()
@@ -77,13 +83,16 @@ def main() -> None:
     init = None if args.init == "none" else resolve_model(args.init)[0]
     scales = tuple(float(v) for v in args.kit_scales.split(","))
     res = train([TrainSet(kit_train, weight=args.real_weight, scales=scales),
-                 TrainSet(work / "train", weight=1.0 - args.real_weight)],
+                 TrainSet(work / "train", weight=1.0 - args.real_weight, balance=args.balance)],
                 work / "model", epochs=args.epochs, max_minutes=args.minutes, threads=args.threads,
                 width=args.width, batch=args.batch, lr=args.lr, seed=0, resume=args.resume, init_onnx=init,
-                progress=lambda r: print(json.dumps(r), flush=True),
+                bn=args.bn, snapshot_every=args.snapshot_every, progress=lambda r: print(json.dumps(r), flush=True),
                 manifest_extra={"name": "casemate-default-obb", "label": "NP",
                                 "data_credit": "KIT AIS Data Set, IPF, Karlsruhe Institute of Technology "
                                                "(CC BY 3.0); procedural scenes (casemate.imagery.synth)"})
+    if args.skip_eval:
+        print(json.dumps({"minutes_total": round((time.monotonic() - t0) / 60, 1), "steps": res["training"]["steps"]}))
+        return
     t_eval = time.monotonic()
     ev_real = evaluate(work / "model", kit, names=KIT_NAMES, gsd=KIT_GSD, images=set(held))
     ev_synth = evaluate(work / "model", work / "test")

@@ -21,7 +21,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
     write_dataset(root / "test", 16, seed=12, size=192, classes=TINY_CLASSES)
     t0 = time.process_time()
     train([root / "train"], root / "model", classes=TINY_CLASSES, width=8, epochs=40, max_minutes=None,
-          batch=8, crop=192, lr=4e-3, seed=0, threads=1, tile=256)
+          batch=8, crop=192, lr=4e-3, seed=0, threads=1, tile=256, snapshot_every=240)
     cpu_s = time.process_time() - t0
     ev = evaluate(root / "model", root / "test")
     return {"dir": root / "model", "data": root, "eval": ev, "cpu_s": cpu_s}

@@ -26,6 +26,9 @@ def test_tiny_training_reaches_stated_map50(tiny_model: dict) -> None:
     files = {p.name for p in tiny_model["dir"].iterdir()}
     assert {"model.onnx", "manifest.json", "checkpoint.safetensors"} <= files
     assert not any(n.endswith((".pt", ".pth", ".pkl", ".bin")) for n in files)
+    # Snapshots every 240 steps (to choose the best on held-out data), safetensors too.
+    snaps = sorted(p.name for p in (tiny_model["dir"] / "snapshots").iterdir())
+    assert snaps == ["step-000240.safetensors", "step-000480.safetensors"]
     manifest = json.loads((tiny_model["dir"] / "manifest.json").read_text())
     assert manifest["adapter"] == "centernet-obb" and manifest["classes"][0] == "ship/cargo/container_ship"
 

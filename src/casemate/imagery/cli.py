@@ -35,7 +35,7 @@ def _progress(enabled: bool):
               help="Bands fed to the model, from 1 (default: the file's red/green/blue, else 1,2,3, else 1).")
 @click.option("--tile", type=int, default=None, help="Tile size in model pixels (default: the model's).")
 @click.option("--overlap", type=int, default=128, show_default=True)
-@click.option("--batch", type=int, default=4, show_default=True)
+@click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--workers", type=int, default=2, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.pass_context

@@ -144,15 +144,14 @@ def write_geopackage(result: DetectionResult, path: Path, table: str = "detectio
                         "gsd_m REAL, length_m REAL, width_m REAL, heading_deg REAL, model_digest TEXT, "
                         "class_path TEXT, centre_x REAL, centre_y REAL, lon REAL, lat REAL)")
             a, b, c, d, e, f = g.transform
-            mins, maxs = [], []
+            lo, hi = np.full(2, np.inf), np.full(2, -np.inf)  # running bbox: no per-detection arrays kept
             for det in result.detections:
                 px = np.array(det.corners_px + [det.corners_px[0]])
                 if g.crs_wkt:
                     ring = np.column_stack([a * px[:, 0] + b * px[:, 1] + c, d * px[:, 0] + e * px[:, 1] + f])
                 else:
                     ring = px
-                mins.append(ring.min(axis=0))
-                maxs.append(ring.max(axis=0))
+                lo, hi = np.minimum(lo, ring.min(axis=0)), np.maximum(hi, ring.max(axis=0))
                 centre = det.centre_crs or det.centre_px
                 lon, lat = det.centre_lonlat or (None, None)
                 con.execute(f'INSERT INTO "{table}" (geom, label, dri_level, johnson_ceiling, score, '
@@ -161,7 +160,7 @@ def write_geopackage(result: DetectionResult, path: Path, table: str = "detectio
                             (_gpkg_geom(srs_id, ring), det.label, det.dri_level, det.johnson_ceiling, det.score,
                              det.pixels_on_target, det.gsd_m, det.length_m, det.width_m, det.heading_deg,
                              det.model_digest, json.dumps(det.class_path), centre[0], centre[1], lon, lat))
-            bbox = ((*np.min(mins, axis=0), *np.max(maxs, axis=0)) if mins else (None,) * 4)
+            bbox = (*lo, *hi) if result.detections else (None,) * 4
             con.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, description, min_x, "
                         "min_y, max_x, max_y, srs_id) VALUES (?,?,?,?,?,?,?,?,?)",
                         (table, "features", table, f"casemate detections on {Path(result.source).name}",

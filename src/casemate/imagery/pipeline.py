@@ -100,10 +100,13 @@ def resample_factor(gsd: float | None, trained: list[float] | tuple[float, ...] 
 
 
 def detect_raster(path: str | Path, detector: Detector, *, tile: int | None = None, overlap: int = 128,
-                  batch: int = 4, workers: int = 2, gsd: float | None = None, bands: str | None = None,
+                  batch: int = 1, workers: int = 2, gsd: float | None = None, bands: str | None = None,
                   resample: bool = True, progress: Callable[[int, int], None] | None = None,
                   policy: DriPolicy | None = None) -> DetectionResult:
     """Detect on one raster. `progress(done_tiles, total_tiles)` is called as batches finish.
+
+    `batch` 1 by default: measured on a 6,144 px raster, batches of 4 tiles cost 5-10 % more CPU
+    and 140 MiB more peak memory (ONNX Runtime's activations for two batches in flight at once).
 
     Windows are resampled to the model's training GSD (`training_gsd_m` in its manifest) when the
     raster's GSD is known (georeferenced, or `gsd`) and outside that range.

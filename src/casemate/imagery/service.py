@@ -42,7 +42,7 @@ def imagery_config(ws: Workspace) -> dict[str, Any]:
 class DetectOptions:
     tile: int | None = None  # None: the model's input size
     overlap: int = 128
-    batch: int = 4
+    batch: int = 1  # more tiles per call cost memory and buy no speed on CPU (docs/benchmarks.md)
     workers: int = 2
     gsd: float | None = None  # metres per pixel for rasters without georeferencing
     bands: str | None = None  # e.g. "3,2,1"; None: the first three (or the single band)
@@ -169,7 +169,7 @@ def detect_sources(ws: Workspace, user: User, sources: list[str], *, model: str 
     if not sources:
         raise UsageError("give at least one raster (a file or a catalog image id)")
     conf = imagery_config(ws)
-    opts = options or DetectOptions(batch=int(conf.get("batch", 4)), workers=int(conf.get("workers", 2)))
+    opts = options or DetectOptions(batch=int(conf.get("batch", 1)), workers=int(conf.get("workers", 2)))
     if out and len(sources) > 1 and Path(out).suffix:
         raise UsageError(f"--out {out}: with several rasters --out must be a folder")
     if label is not None:
@@ -220,7 +220,7 @@ def detect_sources(ws: Workspace, user: User, sources: list[str], *, model: str 
 
 
 def detect_source(ws: Workspace, user: User, source: str, *, model: str | None = None, label: str | None = None,
-                  tile: int | None = None, overlap: int = 128, batch: int = 4, workers: int = 2,
+                  tile: int | None = None, overlap: int = 128, batch: int = 1, workers: int = 2,
                   gsd: float | None = None, bands: str | None = None, out: str | Path | None = None,
                   progress: Callable[[str, int, int], None] | None = None) -> DetectOutcome:
     """Detect on one raster (file or catalog image id): validate, run, store; see `detect_sources`."""

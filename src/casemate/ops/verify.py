@@ -79,7 +79,7 @@ PINNED_MODELS: tuple[PinnedFile, ...] = (
                "4cbf549b8326f60f80f2536d9eefeb450a9abe83365a098031c89719f1be17d2", "MIT",
                "faster-whisper", "speech", origin="snakers4/silero-vad v6 (ONNX, shipped in faster-whisper)"),
     PinnedFile("casemate-default-obb", "casemate", "imagery/models/default/model.onnx",
-               "d1fe013adb59a87307712ad748a5839eab7e20f187ae8626fda0832195de1a90", "NOASSERTION",
+               "47842cfbc0612acb28ea9f9eff782ed2fe5e93bb9692ebdc2fdf41c64ea1fbe5", "NOASSERTION",
                "casemate", "imagery", origin="trained by casemate.imagery.model.train (KIT AIS real aerial cars + synthetic scenes)"),
     PinnedFile("casemate-synthetic-v1-obb", "casemate", "imagery/models/synthetic-v1/model.onnx",
                "b6363aeb12b65e561002133a543163975c20f55501342bd9a06068c986ab3dc0", "NOASSERTION",

@@ -190,6 +190,60 @@ class TrainSet:
     class_map: dict[str, str] | None = None
     names: list[str] | None = None
     gsd: float | None = None
+    balance: float = 0.0  # 0: images drawn uniformly; 1: rare classes' images drawn as often as common ones'
+
+
+def _image_weights(part: list[Sample], num_classes: int, balance: float) -> np.ndarray:
+    """Per-image draw weights: an image weighs the inverse frequency (to the power `balance`) of the
+    rarest class it holds, so a set whose scenes rarely show a container ship still trains on them."""
+    if balance <= 0 or not part:
+        return np.ones(len(part))
+    counts = np.zeros(num_classes)
+    for smp in part:
+        for c in {b.cls for b in smp.boxes}:
+            counts[c] += 1
+    inv = np.where(counts > 0, counts.max() / np.maximum(counts, 1), 1.0) ** balance
+    w = np.array([max((inv[b.cls] for b in smp.boxes), default=1.0) for smp in part])
+    return w / w.mean()
+
+
+@torch.no_grad()
+def recalibrate_bn(net: OrientedCenterNet, batches: list[torch.Tensor]) -> int:
+    """After a warm start from fused weights (BN = identity plus bias), measure each BN's input
+    statistics on real batches and re-express it so that it computes the same function with
+    honest running statistics: BN(x) = gamma (x - m) / sqrt(v + eps) + beta with gamma =
+    sqrt(v + eps), beta = bias + m is still x + bias. BN can then train normally (batch statistics
+    roughly equal the running ones, so the first steps do not break the warm start)."""
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    sums: dict[int, list] = {id(b): [0.0, 0.0, 0] for b in bns}
+
+    def hook(mod, inp, _out):
+        x = inp[0].double()
+        acc = sums[id(mod)]
+        acc[0] = acc[0] + x.sum(dim=(0, 2, 3))
+        acc[1] = acc[1] + (x * x).sum(dim=(0, 2, 3))
+        acc[2] += x.numel() // x.shape[1]
+
+    handles = [b.register_forward_hook(hook) for b in bns]
+    net.eval()
+    for x in batches:
+        net(x)
+    for h in handles:
+        h.remove()
+    for b in bns:
+        s1, s2, n = sums[id(b)]
+        m = s1 / n
+        v = (s2 / n - m * m).clamp(min=1e-6)
+        gamma, beta = b.weight.double(), b.bias.double()
+        # current function: gamma (x - rm) / sqrt(rv + eps) + beta = a x + c
+        a = gamma / torch.sqrt(b.running_var.double() + b.eps)
+        c = beta - a * b.running_mean.double()
+        sd = torch.sqrt(v + b.eps)
+        b.running_mean.copy_(m.float())
+        b.running_var.copy_(v.float())
+        b.weight.copy_((a * sd).float())
+        b.bias.copy_((a * m + c).float())
+    return len(bns)
 
 
 def _shrink(img: np.ndarray, scale: float) -> np.ndarray:
@@ -210,12 +264,17 @@ def train(data: list[Path | TrainSet], out: Path, *, classes: tuple[str, ...] = 
           epochs: int = 30, max_minutes: float | None = None, batch: int = 16, crop: int = 256,
           lr: float = 2e-3, seed: int = 0, threads: int | None = None, resume: bool = False,
           init_onnx: Path | None = None, progress: Callable[[dict], None] | None = None, tile: int = 512,
-          manifest_extra: dict | None = None) -> dict:
+          manifest_extra: dict | None = None, bn: str = "frozen", snapshot_every: int = 0) -> dict:
     """Train, checkpoint to out/checkpoint.safetensors, export out/model.onnx + out/manifest.json.
 
     `data`: folders or `TrainSet`s. A plain library function (no catalog, no CLI) so that a job
     runner can call it; returns the manifest's training record and the history.
+    `bn` after a warm start: "frozen" (held at the fused identity) or "recalibrate" (statistics
+    measured on training crops, then BN trains). `snapshot_every`: also keep
+    out/snapshots/step-N.safetensors every N steps, for choosing the best on held-out data.
     """
+    if bn not in ("frozen", "recalibrate"):
+        raise UsageError(f"bn: expected 'frozen' or 'recalibrate', got {bn!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -238,13 +297,15 @@ def train(data: list[Path | TrainSet], out: Path, *, classes: tuple[str, ...] = 
             samples.append(smp)
             pyramids.append([_shrink(img, sc) for sc in ts.scales])
             scales_of.append(ts.scales)
-            probs.append(ts.weight / max(len(part), 1))
+        iw = _image_weights(part, len(classes), ts.balance)
+        for j, smp in enumerate(part):
+            probs.append(ts.weight * iw[j] / max(len(part), 1))
             if smp.gsd:
                 gsds.extend(smp.gsd * sc for sc in ts.scales)
         described.append({"data": str(ts.data) if not isinstance(ts.data, list) else
                           sorted({str(x.image_path.parent.parent) for x in part}),
                           "images": len(part), "boxes": sum(len(x.boxes) for x in part), "weight": ts.weight,
-                          "scales": list(ts.scales),
+                          "scales": list(ts.scales), "balance": ts.balance,
                           "axis_aligned_boxes": sum(b.axis_aligned for x in part for b in x.boxes)})
     if not samples:
         raise UsageError("no training images: give at least one labelled folder")
@@ -253,13 +314,29 @@ def train(data: list[Path | TrainSet], out: Path, *, classes: tuple[str, ...] = 
     ckpt = out / "checkpoint.safetensors"
     if resume and ckpt.exists():
         net.load_state_dict(load_file(str(ckpt)))
-    frozen_bn = False
+    def draw_batch():
+        xs, hms, regs, masks = [], [], [], []
+        for i in rng.choice(len(samples), size=batch, p=p):
+            k = int(rng.integers(len(scales_of[i])))
+            img, boxes = _crop_sample(pyramids[i][k], samples[i].boxes, crop, rng, scales_of[i][k])
+            img, boxes = _augment(img, boxes, rng)
+            hm, reg, mask = _targets(boxes, crop, len(classes))
+            xs.append(np.ascontiguousarray(np.moveaxis(img, 2, 0)) / 255.0)
+            hms.append(hm)
+            regs.append(reg)
+            masks.append(mask)
+        return (torch.from_numpy(np.stack(xs).astype(np.float32)).to(device),
+                *(torch.from_numpy(np.stack(a)).to(device) for a in (hms, regs, masks)))
+
     if init_onnx is not None and not (resume and ckpt.exists()):
         init_from_onnx(net, Path(init_onnx))
         net.to(device)
+        if bn == "recalibrate":
+            recalibrate_bn(net, [draw_batch()[0] for _ in range(8)])
     # Fused weights only equal the exported function with BN held at identity: keep BN frozen
-    # (eval mode) when warm-started, for this run and its resumptions.
-    frozen_bn = init_onnx is not None
+    # (eval mode) when warm-started, unless it was recalibrated (for this run and its resumptions).
+    frozen_bn = init_onnx is not None and bn == "frozen"
+    snaps = out / "snapshots"
     steps_per_epoch = max(1, len(samples) // batch)
     total_steps = steps_per_epoch * epochs
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
@@ -287,27 +364,18 @@ def train(data: list[Path | TrainSet], out: Path, *, classes: tuple[str, ...] = 
             warm = min(1.0, (step + 1) / 50)
             for g in opt.param_groups:
                 g["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-            xs, hms, regs, masks = [], [], [], []
-            for i in rng.choice(len(samples), size=batch, p=p):
-                k = int(rng.integers(len(scales_of[i])))
-                img, boxes = _crop_sample(pyramids[i][k], samples[i].boxes, crop, rng, scales_of[i][k])
-                img, boxes = _augment(img, boxes, rng)
-                hm, reg, mask = _targets(boxes, crop, len(classes))
-                xs.append(np.ascontiguousarray(np.moveaxis(img, 2, 0)) / 255.0)
-                hms.append(hm)
-                regs.append(reg)
-                masks.append(mask)
-            x = torch.from_numpy(np.stack(xs).astype(np.float32)).to(device)
+            x, hm_t, reg_t, mask_t = draw_batch()
             hm_logits, reg_pred = net(x)
-            loss, parts = detector_loss(hm_logits, reg_pred, torch.from_numpy(np.stack(hms)).to(device),
-                                        torch.from_numpy(np.stack(regs)).to(device),
-                                        torch.from_numpy(np.stack(masks)).to(device))
+            loss, parts = detector_loss(hm_logits, reg_pred, hm_t, reg_t, mask_t)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
             opt.step()
             step += 1
             losses.append(float(loss.detach()))
+            if snapshot_every and step % snapshot_every == 0:
+                snaps.mkdir(exist_ok=True)
+                _save_safetensors(net.state_dict(), snaps / f"step-{step:06d}.safetensors")
         if not losses:
             break
         rec = {"epoch": epoch + 1, "step": step, "loss": float(np.mean(losses)),
@@ -323,7 +391,7 @@ def train(data: list[Path | TrainSet], out: Path, *, classes: tuple[str, ...] = 
         "training": {
             "recipe": "casemate.imagery.model.train", "images": len(samples), "epochs_run": len(history),
             "steps": step, "batch": batch, "crop": crop, "lr": lr, "seed": seed, "device": device,
-            "threads": threads or 1, "init": str(init_onnx) if init_onnx else None, "frozen_bn": frozen_bn,
+            "threads": threads or 1, "init": str(init_onnx) if init_onnx else None, "frozen_bn": frozen_bn, "bn": bn,
             "minutes": round((time.monotonic() - start) / 60, 2),
             "final_loss": history[-1]["loss"] if history else None, "sets": described,
         },
