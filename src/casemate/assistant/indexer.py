@@ -17,7 +17,7 @@ from casemate.errors import NotFound
 from casemate.security.policy import User
 
 INDEXED_KINDS = ("document", "transcript")
-EMBED_BATCH = 16
+EMBED_BATCH = 64  # chunks embedded per call, across versions
 Progress = Callable[[int, int], None]  # (versions done, versions to do)
 
 
@@ -45,9 +45,13 @@ class Indexer:
         self.embedder = embedder
 
     def index_versions(self, user: User, versions: Sequence[Any], progress: Progress | None = None) -> IndexReport:
-        """Index the given versions the user may read (documents, transcripts) not yet indexed."""
+        """Index the given versions the user may read (documents, transcripts) not yet indexed.
+        The chunks of several versions are embedded together (up to EMBED_BATCH chunks: the
+        embedder sorts them by length); each version is then stored in its own transaction."""
         t0 = time.perf_counter()
         report = IndexReport()
+        pending: list[tuple[Any, list[Any]]] = []
+        n_pending = 0
         for done, v in enumerate(versions, start=1):
             if v.kind not in INDEXED_KINDS or self.store.has_version(v.id):
                 report.skipped += 1
@@ -59,25 +63,30 @@ class Indexer:
                 if text is None:
                     report.skipped += 1
                 else:
-                    self._index_one(v, text, report)
-            if progress is not None:
+                    drafts = chunk_version_text(v.kind, text, v.metadata)
+                    pending.append((v, drafts))
+                    n_pending += len(drafts)
+            if n_pending >= EMBED_BATCH or done == len(versions):
+                self._flush(pending, report)
+                pending, n_pending = [], 0
+            if progress is not None and not pending:
                 progress(done, len(versions))
         report.seconds = time.perf_counter() - t0
         return report
 
-    def _index_one(self, v: Any, text: str, report: IndexReport) -> None:
-        drafts = chunk_version_text(v.kind, text, v.metadata)
-        vectors = np.zeros((0, self.embedder.dim), dtype=np.float32)
-        if drafts:
-            vectors = np.concatenate(
-                [self.embedder.embed_passages([d.text for d in drafts[i : i + EMBED_BATCH]])
-                 for i in range(0, len(drafts), EMBED_BATCH)]
-            )
-        self.store.add_version(VersionInfo(v.id, v.asset_id, v.name, v.kind, v.label), drafts, vectors)
-        report.indexed += 1
-        report.chunks += len(drafts)
-        report.chars += sum(len(d.text) for d in drafts)
-        report.version_ids.append(v.id)
+    def _flush(self, pending: list[tuple[Any, list[Any]]], report: IndexReport) -> None:
+        texts = [d.text for _, drafts in pending for d in drafts]
+        vectors = (self.embedder.embed_passages(texts) if texts
+                   else np.zeros((0, self.embedder.dim), dtype=np.float32))
+        start = 0
+        for v, drafts in pending:
+            vecs = vectors[start : start + len(drafts)]
+            start += len(drafts)
+            self.store.add_version(VersionInfo(v.id, v.asset_id, v.name, v.kind, v.label), drafts, vecs)
+            report.indexed += 1
+            report.chunks += len(drafts)
+            report.chars += sum(len(d.text) for d in drafts)
+            report.version_ids.append(v.id)
 
     def index_all(self, user: User, progress: Progress | None = None) -> IndexReport:
         """Incremental: index every readable document/transcript version not indexed yet."""
