@@ -42,6 +42,15 @@ SAMPLES: dict[str, tuple[str, str]] = {
     ),
 }
 
+# (user, question): each answer is read from a document that user may read (the patrol report:
+# its declassified DR version for dana, both versions for sam)
+DEMO_QUESTIONS = [
+    ("nora", "À quelle heure se termine le déjeuner au mess ?"),
+    ("dana", "Combien de navires ont été observés au nord d'Ouessant ?"),
+    ("sam", "Combien de navires ont été observés au nord d'Ouessant ?"),
+    ("alex", "Combien de camions-citernes partiront du dépôt de Guipavas ?"),
+]
+
 USERS = [
     ("nora", "NP", ["analyst"]),
     ("dana", "DR", ["analyst"]),
@@ -118,15 +127,17 @@ def _assistant_step(ws, echo) -> None:  # type: ignore[no-untyped-def]
         assistant = Assistant(ws)
         for reader in ("alex", "sam"):  # each indexes what they may read; chunks keep their labels
             assistant.index_all(ws.acting_user(reader))
-        question = "Quels navires ont été observés au nord d'Ouessant ?"
-        echo(f"6. Assistant (local Qwen2.5-Coder-0.5B + e5 retrieval): « {question} »")
-        for name in ["dana", "sam"]:
+        echo("6. Assistant (local Qwen2.5-Coder-0.5B + e5 retrieval): each user asks within their clearance")
+        for name, question in DEMO_QUESTIONS:
             answer = assistant.ask(ws.acting_user(name), question).to_json()
             text = " ".join(str(answer["answer"]).split())
             text = text if len(text) <= 150 else text[:149] + "…"
-            sources = ", ".join(f"{c['name']} [{c['label']}]" for c in answer["citations"]) or "none"
+            cited = {int(n) for n in answer["cited"]}
+            sources = ", ".join(f"[{c['n']}] {c['name']} [{c['label']}]" for c in answer["citations"]
+                                if c["n"] in cited) or "none"
+            echo(f"   {name:<5} « {question} »")
             echo(f"   {name:<5} answer labelled {answer['label']}: {text}")
-            echo(f"         sources: {sources}")
+            echo(f"         cited: {sources}")
     except CasemateError as exc:
         echo(f"6. Assistant: skipped ({exc.message})")
 
