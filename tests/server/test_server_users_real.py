@@ -134,3 +134,17 @@ def test_openai_engine_answers_through_the_pipeline(four_users: dict[str, Any],
     assert stream.stats["usage"]["completion_tokens"] >= 1 and stream.stats["usage"]["prompt_tokens"] > 20
     assert {c.label.display for c in stream.citations}  # sources were given
     assert CANARY["ula"] not in "".join(pieces) + stream.answer.text
+
+
+def test_openai_engine_asks_the_upstream_not_to_reuse_cached_prompts() -> None:
+    """llama.cpp's server keeps the last prompt in its slot and reuses it unless told not to: the
+    same request twice through one slot must evaluate the whole prompt both times."""
+    upstream = XLlamaEngine(smollm2_path(), n_ctx=512, parallel=1)
+    client = OpenAIEngine(upstream.listening_address + "/v1", "smollm2", upstream._api_key)
+    msgs = [{"role": "user", "content": "Quel est le code du jour de l'equipe ULA ? Reponds en trois mots."}]
+    runs = []
+    for _ in range(2):
+        stats: dict[str, Any] = {}
+        assert "".join(client.stream_chat(msgs, max_tokens=4, stats=stats))
+        runs.append(stats["timings"])
+    assert runs[1]["cache_n"] == 0 and runs[1]["prompt_n"] == runs[0]["prompt_n"] > 10
