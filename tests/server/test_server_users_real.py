@@ -21,6 +21,8 @@ from live import serving
 
 from casemate.assistant.engine import OpenAIEngine, XLlamaEngine, smollm2_path
 
+pytestmark = pytest.mark.slow  # real llama.cpp engines (SmolLM2: about 20 s of CPU for the module)
+
 USERS = {"ula": "ULA", "vic": "VIC", "wes": "WES", "xan": "XAN"}  # user -> its one compartment
 CANARY = {u: f"CANARY{c}{n}7" for n, (u, c) in enumerate(USERS.items(), start=1)}
 
