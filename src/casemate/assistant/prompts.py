@@ -223,18 +223,20 @@ _HOW_MANY = re.compile(r"(?i)\b(?:combien\s+d(?:e\s+|['’]\s*)|how\s+many\s+)(\
 
 
 def misplaced_number(text: str, hits: Sequence[Hit], question: str = "", reach: int = 2) -> bool:
-    """A number the sources hold, but not with the word the answer puts after it: "270 navires"
-    from "cap 270" (measured: the demo's question). A number followed by a content word (or, in
-    a bare-number answer to "combien de X ?", by X) must meet that word (same first four letters)
-    within `reach` words of one of its occurrences; a number the sources do not hold at all is
-    `check_answer`'s invented number."""
+    """A number the sources hold, but not as a count of what the question asks about: "270
+    navires" from "cap 270" (measured: the demo's question). A number the answer puts before a word
+    of the question (or a bare number answering "combien de X ?") must meet that word (same first
+    four letters) within `reach` words of one of its occurrences in the sources. Only words of the
+    question are checked, so "loi du 5 janvier 1988 dite ..." is left alone; a number the sources do
+    not hold at all is `check_answer`'s invented number."""
     answer = _words(text)
     asked = _HOW_MANY.search(plain(question))
     if asked and answer and all(w.isdigit() for w in answer):
         answer = [answer[0], fold(asked.group(1))]
+    in_question = {w[:4] for w in _words(question) if w.isalpha() and len(w) >= 3 and w not in STOPWORDS}
     sources = [_words(h.text) for h in hits]
     for tok, unit in zip(answer, answer[1:], strict=False):
-        if not tok.isdigit() or not unit.isalpha() or len(unit) < 3 or unit in STOPWORDS:
+        if not tok.isdigit() or not unit.isalpha() or unit[:4] not in in_question or unit in STOPWORDS:
             continue
         places = [src[max(0, j - reach): j] + src[j + 1: j + 1 + reach]
                   for src in sources for j, other in enumerate(src) if other == tok]
