@@ -32,8 +32,9 @@ SAMPLES: dict[str, tuple[str, str]] = {
     ),
     "s/rapport-patrouille.txt": (
         "S",
-        "Rapport de patrouille maritime : deux navires non identifiés observés à 12 milles nautiques au nord "
-        "d'Ouessant, cap 270, vitesse 14 nœuds. Surveillance renforcée demandée.",
+        "Rapport de patrouille maritime. La patrouille a observé deux navires non identifiés au nord "
+        "d'Ouessant, à 12 milles nautiques. Les deux navires font route au cap 270 à 14 nœuds. "
+        "Surveillance renforcée demandée.",
     ),
     "ts-alpha/operation-alpha.txt": (
         "TS//ALPHA",
@@ -45,9 +46,9 @@ SAMPLES: dict[str, tuple[str, str]] = {
 # (user, question): each answer is read from a document that user may read (the patrol report:
 # its declassified DR version for dana, both versions for sam)
 DEMO_QUESTIONS = [
-    ("nora", "À quelle heure se termine le déjeuner au mess ?"),
-    ("dana", "Combien de navires ont été observés au nord d'Ouessant ?"),
-    ("sam", "Combien de navires ont été observés au nord d'Ouessant ?"),
+    ("nora", "Quels sont les horaires du déjeuner au mess ?"),
+    ("dana", "Quels navires ont été observés au nord d'Ouessant ?"),
+    ("sam", "Quels navires ont été observés au nord d'Ouessant ?"),
     ("alex", "Combien de camions-citernes partiront du dépôt de Guipavas ?"),
 ]
 
@@ -129,7 +130,7 @@ def _assistant_step(ws, echo) -> None:  # type: ignore[no-untyped-def]
             assistant.index_all(ws.acting_user(reader))
         echo("6. Assistant (local Qwen2.5-Coder-0.5B + e5 retrieval): each user asks within their clearance")
         for name, question in DEMO_QUESTIONS:
-            answer = assistant.ask(ws.acting_user(name), question).to_json()
+            answer = assistant.ask(ws.acting_user(name), question, max_tokens=64).to_json()
             text = " ".join(str(answer["answer"]).split())
             text = text if len(text) <= 150 else text[:149] + "…"
             cited = {int(n) for n in answer["cited"]}
