@@ -32,8 +32,9 @@ SAMPLES: dict[str, tuple[str, str]] = {
     ),
     "s/rapport-patrouille.txt": (
         "S",
-        "Rapport de patrouille maritime : deux navires non identifiés observés à 12 milles nautiques au nord "
-        "d'Ouessant, cap 270, vitesse 14 nœuds. Surveillance renforcée demandée.",
+        "Rapport de patrouille maritime. La patrouille a observé deux navires non identifiés au nord "
+        "d'Ouessant, à 12 milles nautiques. Les deux navires font route au cap 270 à 14 nœuds. "
+        "Surveillance renforcée demandée.",
     ),
     "ts-alpha/operation-alpha.txt": (
         "TS//ALPHA",
@@ -41,6 +42,15 @@ SAMPLES: dict[str, tuple[str, str]] = {
         "GRAYWHALE. Liste de diffusion restreinte au compartiment ALPHA.",
     ),
 }
+
+# (user, question): each answer is read from a document that user may read (the patrol report:
+# its declassified DR version for dana, both versions for sam)
+DEMO_QUESTIONS = [
+    ("nora", "Quels sont les horaires du déjeuner au mess ?"),
+    ("dana", "Quels navires ont été observés au nord d'Ouessant ?"),
+    ("sam", "Quels navires ont été observés au nord d'Ouessant ?"),
+    ("alex", "Combien de camions-citernes partiront du dépôt de Guipavas ?"),
+]
 
 USERS = [
     ("nora", "NP", ["analyst"]),
@@ -118,15 +128,17 @@ def _assistant_step(ws, echo) -> None:  # type: ignore[no-untyped-def]
         assistant = Assistant(ws)
         for reader in ("alex", "sam"):  # each indexes what they may read; chunks keep their labels
             assistant.index_all(ws.acting_user(reader))
-        question = "Quels navires ont été observés au nord d'Ouessant ?"
-        echo(f"6. Assistant (local Qwen2.5-Coder-0.5B + e5 retrieval): « {question} »")
-        for name in ["dana", "sam"]:
-            answer = assistant.ask(ws.acting_user(name), question).to_json()
+        echo("6. Assistant (local Qwen2.5-Coder-0.5B + e5 retrieval): each user asks within their clearance")
+        for name, question in DEMO_QUESTIONS:
+            answer = assistant.ask(ws.acting_user(name), question, max_tokens=64).to_json()
             text = " ".join(str(answer["answer"]).split())
             text = text if len(text) <= 150 else text[:149] + "…"
-            sources = ", ".join(f"{c['name']} [{c['label']}]" for c in answer["citations"]) or "none"
+            cited = {int(n) for n in answer["cited"]}
+            sources = ", ".join(f"[{c['n']}] {c['name']} [{c['label']}]" for c in answer["citations"]
+                                if c["n"] in cited) or "none"
+            echo(f"   {name:<5} « {question} »")
             echo(f"   {name:<5} answer labelled {answer['label']}: {text}")
-            echo(f"         sources: {sources}")
+            echo(f"         cited: {sources}")
     except CasemateError as exc:
         echo(f"6. Assistant: skipped ({exc.message})")
 

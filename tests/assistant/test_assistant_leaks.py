@@ -210,3 +210,22 @@ def test_follow_up_links_the_previous_turn_and_keeps_the_high_water_mark(corpus:
         "doesnotexist", "X")
     with pytest.raises(UsageError, match="not a conversation"):
         assistant.ask_stream(sam, "Et ensuite ?", conversation_id=ids["ddhc-art1"])
+
+
+def test_a_question_no_chunk_is_close_to_is_not_found_without_a_model_call(corpus: dict[str, Any]) -> None:
+    """The question-level gate: when no readable chunk's dense score reaches the embedder's floor,
+    the answer is the fixed "not found" sentence and the model is not asked."""
+    ws, assistant, engine = corpus["ws"], corpus["assistant"], corpus["engine"]
+    dora = ws.acting_user("dora")
+    question = "Le ravitaillement en carburant de la base se fait-il au dépôt nord ?"
+    before = len(engine.prompts)
+    assert assistant.ask(dora, question, max_tokens=8).found and len(engine.prompts) == before + 1
+    assistant.embedder.question_min_cosine = 1.01  # type: ignore[attr-defined]  # no chunk can reach it
+    try:
+        gated = assistant.ask(dora, question, max_tokens=8)
+    finally:
+        del assistant.embedder.question_min_cosine  # type: ignore[attr-defined]
+    assert not gated.found and gated.citations == [] and "aucun document" in gated.text
+    assert len(engine.prompts) == before + 1  # no model call
+    # the e5 floor is known by the embedder's name; an unknown embedder has none
+    assert assistant.question_min_cosine() == 0.0

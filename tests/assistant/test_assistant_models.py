@@ -45,3 +45,12 @@ def test_a_user_gguf_can_be_pinned(tmp_path: Path) -> None:
     assert resolve_model("mine.gguf", tmp_path) == tmp_path / "mine.gguf"
     with pytest.raises(IntegrityError, match="assistant.engine.sha256"):
         resolve_model("mine.gguf", tmp_path, sha256="ab" * 32)
+
+
+def test_every_packaged_model_is_pinned_and_an_unpinned_one_is_refused(tmp_path: Path) -> None:
+    for model in [*models.PACKAGED.values(), models.SMOLLM2_PINNED]:
+        assert model.size > 0 and len(model.sha256) == 64, model.key
+    (tmp_path / "u.gguf").write_bytes(b"GGUF")
+    unpinned = models.PackagedModel("u", "u.gguf", (), 0, "", "none")
+    with pytest.raises(IntegrityError, match="no pinned size and SHA-256"):
+        models.verify(tmp_path / "u.gguf", unpinned)

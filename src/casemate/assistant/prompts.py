@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from casemate.assistant.chunking import format_anchor
 from casemate.assistant.search import Hit
-from casemate.assistant.textproc import language_of, tokenize
+from casemate.assistant.textproc import STOPWORDS, fold, language_of, tokenize
 
 NOT_FOUND = {
     "fr": "Je n'ai trouvé aucun document pertinent auquel vous avez accès pour répondre à cette question.",
@@ -200,7 +200,7 @@ def check_answer(text: str, question: str, hits: Sequence[Hit], language: str) -
     source_digits = {d for h in hits for d in re.findall(r"\d+", plain(h.text))}
     invented_number = any(any(c.isdigit() for c in w) and w not in in_sources for w in words) or any(
         d not in source_digits for d in re.findall(r"\d+", _CITE.sub(" ", text)))
-    if invented_number or (len(words) >= 3 and grounding < GROUNDED_MIN):
+    if invented_number or misplaced_number(text, hits, question) or (len(words) >= 3 and grounding < GROUNDED_MIN):
         return Checked(WITHDRAWN[language], (), False, True, grounding)
     cited = tuple(dict.fromkeys(int(n) for m in _CITE.finditer(text) for n in re.findall(r"\d+", m.group(1))))
     if not cited and hits and words:
@@ -210,6 +210,39 @@ def check_answer(text: str, question: str, hits: Sequence[Hit], language: str) -
         text = _append_marker(text, best + 1)
         cited = (best + 1,)
     return Checked(text, cited, False, False, grounding)
+
+
+_ANY_WORD = re.compile(r"\w+")
+
+
+def _words(text: str) -> list[str]:
+    return _ANY_WORD.findall(fold(_CITE.sub(" ", plain(text))))
+
+
+_HOW_MANY = re.compile(r"(?i)\b(?:combien\s+d(?:e\s+|['’]\s*)|how\s+many\s+)(\w+)")
+
+
+def misplaced_number(text: str, hits: Sequence[Hit], question: str = "", reach: int = 2) -> bool:
+    """A number the sources hold, but not as a count of what the question asks about: "270
+    navires" from "cap 270" (measured: the demo's question). A number the answer puts before a word
+    of the question (or a bare number answering "combien de X ?") must meet that word (same first
+    four letters) within `reach` words of one of its occurrences in the sources. Only words of the
+    question are checked, so "loi du 5 janvier 1988 dite ..." is left alone; a number the sources do
+    not hold at all is `check_answer`'s invented number."""
+    answer = _words(text)
+    asked = _HOW_MANY.search(plain(question))
+    if asked and answer and all(w.isdigit() for w in answer):
+        answer = [answer[0], fold(asked.group(1))]
+    in_question = {w[:4] for w in _words(question) if w.isalpha() and len(w) >= 3 and w not in STOPWORDS}
+    sources = [_words(h.text) for h in hits]
+    for tok, unit in zip(answer, answer[1:], strict=False):
+        if not tok.isdigit() or not unit.isalpha() or unit[:4] not in in_question or unit in STOPWORDS:
+            continue
+        places = [src[max(0, j - reach): j] + src[j + 1: j + 1 + reach]
+                  for src in sources for j, other in enumerate(src) if other == tok]
+        if places and not any(w[:4] == unit[:4] for near in places for w in near):
+            return True
+    return False
 
 
 def _append_marker(text: str, n: int) -> str:
