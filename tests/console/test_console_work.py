@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from console_fakes import CANARY, PASSWORDS
 
 
@@ -206,40 +205,6 @@ def test_pack_plan_approvals_run_replay_and_results(console: dict[str, Any]) -> 
 
 
 # -- model factory --------------------------------------------------------------------------------
-def _yolo(root: Path, n: int = 3) -> Path:
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / "images" / f"im{i}.png")
-        (root / "labels" / f"im{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n")
-    (root / "data.yaml").write_text("names:\n  0: car\n  1: bus\n")
-    return root
-
-
-@pytest.fixture(scope="module")
-def factory(console: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A DR dataset, a Secret one, and a model registered from the DR one (signed, as training does)."""
-    from casemate.factory.datasets import get_dataset, import_dataset
-    from casemate.factory.registry import register_model
-
-    ws = console["ws"]
-    admin = ws.acting_user("admin")
-    root = tmp_path_factory.mktemp("factory")
-    ds = import_dataset(ws, admin, _yolo(root / "dr"), fmt="yolo", label="DR", name="vehicules-dr")
-    secret = import_dataset(ws, admin, _yolo(root / "s"), fmt="yolo", label="S", name=CANARY["name"] + "-ds")
-    ds_v, manifest = get_dataset(ws, admin, ds.dataset.id)
-    folder = root / "model"
-    folder.mkdir()
-    (folder / "model.onnx").write_bytes(b"not a real network: the registry signs files, the console lists them")
-    (folder / "manifest.json").write_text('{"name": "tiny", "classes": ["car", "bus"], "input_size": 64}')
-    model = register_model(ws, admin, folder, dataset=ds_v, dataset_manifest=manifest, metrics={"map50": 0.5})
-    return {"dataset": ds.dataset.id, "secret_dataset": secret.dataset.id, "model": model.id}
-
-
 def test_factory_datasets_models_and_promote_by_role(console: dict[str, Any], factory: dict[str, Any]) -> None:
     dora, olga = login(console, "dora"), login(console, "olga")
     ds = dora.get("/factory/datasets").json()
