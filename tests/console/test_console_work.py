@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from console_fakes import CANARY, PASSWORDS
 
 
@@ -56,7 +57,8 @@ def test_list_filters_run_in_sql_and_combine(console: dict[str, Any]) -> None:
     assert hidden.status_code == 404 and hidden.json()["error"]["message"] == f"no such item: {console['ids']['secret']}"
 
 
-def test_filtered_list_finds_rows_past_any_scan_window(console: dict[str, Any]) -> None:
+def test_filtered_list_finds_rows_past_any_scan_window(console: dict[str, Any],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The old console filtered in Python over at most 5,000 rows per request: an old match behind
     6,000 newer versions came back as an empty page. In SQL it is found at once."""
     from sqlalchemy import func, select
@@ -78,8 +80,25 @@ def test_filtered_list_finds_rows_past_any_scan_window(console: dict[str, Any]) 
             {"id": v0 + i, "public_id": new_id(), "asset_id": a0 + i, "label_id": lid, "sha256": old.sha256,
              "size": old.size, "kind": "document", "name": f"foin-{i}.txt", "source_path": None,
              "created_by": "dora", "created_at": old.created_at, "metadata": "{}"} for i in range(6000)])
-    got = login(console, "dora").get("/items", params={"name": "aiguille-anc"}).json()
+    c = login(console, "dora")
+    got = c.get("/items", params={"name": "aiguille-anc"}).json()
     assert [v["id"] for v in got["items"]] == [old.id]
+    # with a small window the same search takes several calls, each handing back an opaque cursor
+    from casemate.console import queries
+
+    monkeypatch.setattr(queries, "WINDOW", 1000)
+    pages, cursor, found = 0, None, []
+    while True:
+        got = c.get("/items", params={"name": "aiguille-anc", **({"before": cursor} if cursor else {})}).json()
+        pages += 1
+        found += [v["id"] for v in got["items"]]
+        cursor = got["next"]
+        if cursor is None:
+            break
+        assert cursor.startswith("~") and len(cursor) == 23  # says nothing of where it is
+    assert found == [old.id] and pages >= 6
+    bad = c.get("/items", params={"name": "x", "before": "~AAAAAAAAAAAAAAAAAAAAAA"})
+    assert bad.status_code == 400 and "cursor" in bad.json()["error"]["message"]
 
 
 def test_upload_keeps_the_file_name_and_a_new_upload_is_a_new_version(console: dict[str, Any]) -> None:
@@ -223,7 +242,19 @@ def test_factory_datasets_models_and_promote_by_role(console: dict[str, Any], fa
     assert dora.post("/factory/jobs", json={"dataset": factory["secret_dataset"]}).status_code == 404
     assert dora.post("/factory/jobs", json={"dataset": factory["dataset"], "epochs": 0}).status_code == 400
     assert dora.post("/factory/models/zzzzzzzzzzzz/promote", json={}).status_code == 404
-    assert dora.get("/factory/jobs").json()["jobs"] == [] or "label" in dora.get("/factory/jobs").json()["jobs"][0]
+    # a real submission (the local executor starts the training process), listed with its progress
+    # and label, and cancelled by its submitter (someone else's is not theirs to cancel)
+    r = dora.post("/factory/jobs", json={"dataset": factory["dataset"], "epochs": 1, "minutes": 0.05})
+    assert r.status_code == 200, r.text
+    job = r.json()["job"]
+    assert job["label"] == "DR" and job["state"] in ("queued", "running") and job["submitted_by"] == "dora"
+    listed = dora.get("/factory/jobs").json()
+    assert job["id"] in [j["id"] for j in listed["jobs"]] and "progress" in listed["jobs"][0]
+    assert login(console, "nina").get(f"/factory/jobs/{job['id']}").status_code == 404  # NP: above her
+    assert olga.post(f"/factory/jobs/{job['id']}/cancel").status_code == 403
+    cancelled = dora.post(f"/factory/jobs/{job['id']}/cancel")
+    assert cancelled.status_code in (200, 400), cancelled.text  # 400: it had already ended
+    assert dora.get(f"/factory/jobs/{job['id']}").json()["job"]["state"] in ("cancelled", "completed", "failed")
 
 
 def test_openapi_lists_the_work_routes(console: dict[str, Any]) -> None:

@@ -41,7 +41,7 @@
       datasets: "Jeux de données", images: 'Images', objects: 'Objets', trainJobs: "Entraînements", models: 'Modèles',
       aliases: 'Alias', promote: 'Promouvoir', alias: 'Alias', gate: 'Jeu de contrôle (facultatif)', noGate: '(aucun)',
       train: 'Entraîner', epochs: 'Époques', promoted: 'Promu', cancel: 'Annuler', taxonomy: 'Classes', run_: 'Exécution',
-      gates: 'Tâches (état)', openRun: 'Voir les résultats et le rejeu', colBefore: 'Avant', colAfter: 'Après',
+      gates: 'Tâches (état)', openRun: 'Voir les résultats et le rejeu', colBefore: 'Avant', colAfter: 'Après', searching: 'Recherche en cours…',
     },
     en: {
       skip: 'Skip to content', 'nav.catalog': 'Catalog', 'nav.upload': 'Upload', 'nav.chat': 'Assistant',
@@ -80,7 +80,7 @@
       datasets: 'Datasets', images: 'Images', objects: 'Objects', trainJobs: 'Training jobs', models: 'Models',
       aliases: 'Aliases', promote: 'Promote', alias: 'Alias', gate: 'Gate dataset (optional)', noGate: '(none)',
       train: 'Train', epochs: 'Epochs', promoted: 'Promoted', cancel: 'Cancel', taxonomy: 'Classes', run_: 'Run',
-      gates: 'Tasks (state)', openRun: 'See the results and the replay', colBefore: 'Before', colAfter: 'After',
+      gates: 'Tasks (state)', openRun: 'See the results and the replay', colBefore: 'Before', colAfter: 'After', searching: 'Searching…',
     },
   };
   const KINDS = ['document', 'image', 'audio', 'telemetry', 'other', 'detections', 'transcript', 'conversation',
@@ -228,18 +228,26 @@
     const more = h('button', {type: 'button', id: 'more', class: 'secondary', hidden: true, text: t('next')});
     view.append(h('h1', {text: t('nav.catalog')}), form,
       h('table', {}, h('thead', {}, h('tr', {}, [t('label'), t('name'), t('kind'), t('created'), t('by')].map((x) => h('th', {text: x})))), tbody), more);
-    let cursor = null;
+    let cursor = null, shown = 0, auto = 0;
     async function load() {
       const q = new URLSearchParams(params); if (cursor) q.set('before', cursor);
       const data = await call('GET', '/items?' + q.toString());
+      if (!document.body.contains(tbody)) return;  // the user went elsewhere meanwhile
       raise([data.label]);
+      const placeholder = $('none-row'); if (placeholder) placeholder.remove();
       for (const v of data.items) {
         tbody.append(h('tr', {'data-id': v.id, class: 'row'}, h('td', {}, showLabel(v.label, v.label_display)),
           h('td', {}, h('a', {href: '#/item/' + encodeURIComponent(v.id), text: v.name})), h('td', {text: v.kind}),
           h('td', {text: v.created_at.slice(0, 19).replace('T', ' ')}), h('td', {text: v.created_by})));
+        shown++;
       }
-      if (!tbody.children.length) tbody.append(h('tr', {}, h('td', {colspan: 5, text: t('none')})));
       cursor = data.next; more.hidden = !cursor;
+      if (!shown) tbody.append(h('tr', {id: 'none-row'}, h('td', {colspan: 5, text: cursor ? t('searching') : t('none')})));
+      // a sparse filter reads the catalog one window of versions per call: go on by itself while the
+      // page is short (the rows found so far are already shown)
+      if (cursor && shown < 50 && auto < 10) {
+        auto++; document.body.dataset.searching = '1'; setTimeout(() => load().catch(fail), 0);
+      } else delete document.body.dataset.searching;
     }
     more.addEventListener('click', () => load().catch(fail));
     await load();
