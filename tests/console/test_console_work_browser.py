@@ -16,6 +16,17 @@ def browser() -> Any:
     yield from headless_chromium()
 
 
+def attr(browser: Any, css: str, name: str | None = None) -> str | None:
+    """An element's attribute (or text), None while the page is being redrawn (a stale element)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        el = browser.find_element("css selector", css)
+        return el.text if name is None else el.get_attribute(name)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return None
+
+
 def sign_out(browser: Any) -> None:
     browser.find_element("id", "logout").click()
     wait(browser, lambda d: state(d) == "login")
@@ -68,10 +79,10 @@ def test_compare_plan_approve_run_replay(console: dict[str, Any], browser: Any, 
     assert browser.find_element("id", "dec-out-d0").text
     browser.find_element("id", "dec-reason-d0").send_keys("cible confirmée")
     browser.find_element("id", "approve-d0").click()
-    wait(browser, lambda d: d.find_element("css selector", "tr[data-task='d0']").get_attribute("data-decision") == "approve")
+    wait(browser, lambda d: attr(d, "tr[data-task='d0']", "data-decision") == "approve")
     browser.find_element("id", "dec-reason-d1").send_keys("zone civile")
     browser.find_element("id", "reject-d1").click()
-    wait(browser, lambda d: d.find_element("css selector", "tr[data-task='d1']").get_attribute("data-decision") == "reject")
+    wait(browser, lambda d: attr(d, "tr[data-task='d1']", "data-decision") == "reject")
     browser.save_screenshot(str(shots / "approvals.png"))
     sign_out(browser)
     # the analyst runs it: progress, then the results and the replay played in the page
@@ -88,7 +99,7 @@ def test_compare_plan_approve_run_replay(console: dict[str, Any], browser: Any, 
     assert gates["d1"] == "rejected" and gates["d0"] in ("approved", "free")
     assert browser.find_element("css selector", "#metrics tr[data-metric='steps'] td").text
     browser.find_element("id", "replay-play").click()
-    wait(browser, lambda d: int(d.find_element("id", "replay").get_attribute("data-frame")) >= 3)
+    wait(browser, lambda d: int(attr(d, "#replay", "data-frame") or 0) >= 3)
     browser.find_element("id", "replay-play").click()
     assert banner(browser) == "DR"
     browser.save_screenshot(str(shots / "replay.png"))
@@ -113,7 +124,7 @@ def test_models_page_and_promote_by_an_officer(console: dict[str, Any], factory:
     field.clear()
     field.send_keys("vitrine")
     browser.find_element("id", f"promote-{factory['model']}").click()
-    wait(browser, lambda d: "vitrine" in d.find_element("css selector", f"tr[data-model='{factory['model']}'] .aliases").text)
+    wait(browser, lambda d: "vitrine" in (attr(d, f"tr[data-model='{factory['model']}'] .aliases") or ""))
     browser.save_screenshot(str(shots / "models.png"))
     # English on request
     browser.find_element("id", "lang").click()

@@ -262,6 +262,10 @@
       [['id', v.id], [t('kind'), v.kind], [t('label'), v.label], [t('created'), v.created_at], [t('by'), v.created_by],
         [t('size'), v.size + ' B'], ['sha256', v.sha256]].map(([k, x]) => h('tr', {}, h('th', {text: k}), h('td', {text: x})))),
     h('p', {}, h('a', {href: API + '/items/' + encodeURIComponent(v.id) + '/content', id: 'download', text: t('download')}))));
+    const role = (v.metadata || {}).role;
+    const page = v.kind === 'change' ? ['#/change/', 'change'] : v.kind === 'mission' && role === 'plan' ? ['#/mission/', 'mission']
+      : v.kind === 'mission' && role === 'results' ? ['#/run/', 'run_'] : null;
+    if (page) view.append(h('p', {}, h('a', {id: 'to-page', href: page[0] + encodeURIComponent(v.id), text: t(page[1])})));
     if (v.kind === 'image') {
       const img = h('img', {id: 'image', alt: v.name, src: API + '/items/' + encodeURIComponent(v.id) + '/render.png', class: 'preview'});
       view.append(h('div', {class: 'card'}, h('h2', {text: t('image')}), img,
