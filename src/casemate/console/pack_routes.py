@@ -47,6 +47,20 @@ def _role(v: Version) -> str | None:
     return (v.metadata or {}).get("role")
 
 
+def _runs(kids: list[Version]) -> list[tuple[Version, Version | None, list[Version]]]:
+    """A mission's runs from its derived versions, in the order they were stored: the pack stores a
+    run's results, then its replay, then its findings, one after the other."""
+    out: list[tuple[Version, Version | None, list[Version]]] = []
+    for k in kids:  # oldest first
+        if k.kind == "mission" and _role(k) == "results":
+            out.append((k, None, []))
+        elif out and _role(k) == "replay" and out[-1][1] is None:
+            out[-1] = (out[-1][0], k, out[-1][2])
+        elif out and k.kind == "finding":
+            out[-1][2].append(k)
+    return out
+
+
 def router(ws: Workspace, jobs: JobRunner, current_user: Callable[..., User],
            label_json: Callable[[Any], dict[str, Any]], version_json: Callable[[Version], dict[str, Any]]) -> APIRouter:
     from casemate.security.labels import lub
@@ -85,20 +99,11 @@ def router(ws: Workspace, jobs: JobRunner, current_user: Callable[..., User],
             raise UsageError(f"{v.id} is a {v.kind} version, not a mission plan")
         tasks = service.mission_tasks(ws, user, v.id)
         kids = ws.catalog.children(user, v.id)
-        runs: dict[str, dict[str, Any]] = {}
-        for k in kids:
-            m = k.metadata or {}
-            if "seed" not in m or _role(k) == "decision":
-                continue
-            run = runs.setdefault(f"{m.get('scenario')}-seed{m.get('seed')}", {"seed": m.get("seed"), "findings": []})
-            if _role(k) == "results":
-                run["results"] = version_json(k)
-            elif _role(k) == "replay":
-                run["replay"] = version_json(k)
-            elif k.kind == "finding":
-                run["findings"].append(version_json(k))
+        runs = [{"seed": (r.metadata or {}).get("seed"), "results": version_json(r),
+                 "replay": version_json(rp) if rp else None, "findings": [version_json(f) for f in fs]}
+                for r, rp, fs in _runs(kids)]
         labels = [v.label] + [k.label for k in kids]
-        return {"mission": version_json(v), "tasks": tasks, "runs": list(runs.values()),
+        return {"mission": version_json(v), "tasks": tasks, "runs": runs,
                 "decisions": [version_json(k) for k in kids if _role(k) == "decision"], **page(labels)}
 
     @api.post("/pack/missions/{mission}/tasks/{task}/decision", tags=["pack"])
@@ -148,17 +153,12 @@ def router(ws: Workspace, jobs: JobRunner, current_user: Callable[..., User],
         except ValueError:
             raise UsageError(f"{v.name}: not a pack results file (not JSON)") from None
         keep = {k: metrics.get(k) for k in metrics if k not in ("coverage_curve", "targets")}
-        seed = (v.metadata or {}).get("seed")
         findings: list[Version] = []
         replay_v = None
         for pid in v.parents:
-            for k in ws.catalog.children(user, pid):
-                if (k.metadata or {}).get("seed") != seed:
-                    continue
-                if k.kind == "finding":
-                    findings.append(k)
-                elif _role(k) == "replay":
-                    replay_v = k
+            for r, rp, fs in _runs(ws.catalog.children(user, pid)):
+                if r.id == v.id:
+                    replay_v, findings = rp, fs
         found = []
         for f in findings:
             m = f.metadata or {}
