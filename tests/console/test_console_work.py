@@ -263,3 +263,32 @@ def test_openapi_lists_the_work_routes(console: dict[str, Any]) -> None:
               "/console/api/pack/missions/{mission}/tasks/{task}/decision", "/console/api/items/{vid}/replay",
               "/console/api/factory/datasets", "/console/api/factory/models/{vid}/promote"):
         assert p in paths, p
+
+
+def test_a_paced_run_takes_decisions_made_while_it_runs(console: dict[str, Any]) -> None:
+    """The pack reads the decisions stored during a paced run of a stored mission (where the pack
+    can pace a run: until then the console refuses `pace` with a clear message)."""
+    import inspect
+
+    from casemate.pack.service import run_scenario
+
+    ids = console["ids"]
+    dora, olga = login(console, "dora"), login(console, "olga")
+    mid = dora.post("/pack/plans", json={"detections": ids["geo2"], "robots": "quadcopter:3",
+                                        "approve_classes": ["vehicle"], "duration": 120}).json()["mission"]["id"]
+    r = dora.post("/pack/runs", json={"mission": mid, "seed": 4, "pace": 30})
+    if "pace" not in inspect.signature(run_scenario).parameters:
+        assert r.status_code == 400 and "pace" in r.json()["error"]["message"]
+        return
+    assert r.status_code == 200, r.text
+    job = r.json()["job"]
+    end = time.monotonic() + 30
+    while job["state"] == "queued" and time.monotonic() < end:
+        time.sleep(0.1)
+        job = dora.get(f"/jobs/{job['id']}").json()["job"]
+    assert olga.post(f"/pack/missions/{mid}/tasks/d2/decision",
+                     json={"decision": "approve", "reason": "vu en direct"}).status_code == 200
+    job = finish(dora, job, 120)
+    assert job["state"] == "done", job["error"]
+    tasks = {t["task"]: t for t in dora.get(f"/items/{job['result']['item']}/results").json()["tasks"]}
+    assert tasks["d2"]["gate"] == "approved" and tasks["d3"]["gate"] == "waiting"

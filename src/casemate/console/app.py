@@ -91,6 +91,9 @@ class PackRunBody(BaseModel):
                          description="a built-in scenario's name or a stored mission's id")
     seed: int = Field(default=0, ge=0, le=2**31)
     label: str | None = Field(default=None, max_length=200)
+    pace: float | None = Field(default=None, gt=0, le=10_000,
+                               description="simulated seconds per wall second: a paced run of a stored mission "
+                                           "reads the officers' decisions stored while it runs")
 
 
 class TranscribeBody(BaseModel):
@@ -491,6 +494,13 @@ def create_console(ws: Workspace, assistant: Any = None, *, settings: ConsoleSet
         # a name or an id, never a path on the server
         if not (SCENARIO_DIR / f"{body.mission}.yaml").exists():
             ws.catalog.get(user, body.mission)
+        paced = {}
+        if body.pace is not None:
+            import inspect
+
+            if "pace" not in inspect.signature(service.run_scenario).parameters:
+                raise UsageError("pace: this version of the pack cannot pace a run; leave it empty")
+            paced = {"pace": body.pace}
         total: dict[str, int] = {}
 
         def work(progress: Any) -> dict[str, Any]:
@@ -504,7 +514,7 @@ def create_console(ws: Workspace, assistant: Any = None, *, settings: ConsoleSet
             tmp = Path(tempfile.mkdtemp(prefix="pack-", dir=_tmp_root(ws)))
             try:
                 out = service.run_scenario(ws, user, body.mission, seed=body.seed, label=body.label,
-                                           out_dir=tmp / "run", progress=step, start=started)
+                                           out_dir=tmp / "run", progress=step, start=started, **paced)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             m = out.result.metrics

@@ -41,7 +41,7 @@
       datasets: "Jeux de données", images: 'Images', objects: 'Objets', trainJobs: "Entraînements", models: 'Modèles',
       aliases: 'Alias', promote: 'Promouvoir', alias: 'Alias', gate: 'Jeu de contrôle (facultatif)', noGate: '(aucun)',
       train: 'Entraîner', epochs: 'Époques', promoted: 'Promu', cancel: 'Annuler', taxonomy: 'Classes', run_: 'Exécution',
-      gates: 'Tâches (état)', openRun: 'Voir les résultats et le rejeu', colBefore: 'Avant', colAfter: 'Après', searching: 'Recherche en cours…',
+      gates: 'Tâches (état)', openRun: 'Voir les résultats et le rejeu', colBefore: 'Avant', colAfter: 'Après', searching: 'Recherche en cours…', pace: 'Cadence (s simulées par seconde, facultatif : décisions prises pendant l’exécution)',
     },
     en: {
       skip: 'Skip to content', 'nav.catalog': 'Catalog', 'nav.upload': 'Upload', 'nav.chat': 'Assistant',
@@ -80,7 +80,7 @@
       datasets: 'Datasets', images: 'Images', objects: 'Objects', trainJobs: 'Training jobs', models: 'Models',
       aliases: 'Aliases', promote: 'Promote', alias: 'Alias', gate: 'Gate dataset (optional)', noGate: '(none)',
       train: 'Train', epochs: 'Epochs', promoted: 'Promoted', cancel: 'Cancel', taxonomy: 'Classes', run_: 'Run',
-      gates: 'Tasks (state)', openRun: 'See the results and the replay', colBefore: 'Before', colAfter: 'After', searching: 'Searching…',
+      gates: 'Tasks (state)', openRun: 'See the results and the replay', colBefore: 'Before', colAfter: 'After', searching: 'Searching…', pace: 'Pace (simulated s per second, optional: decisions taken during the run)',
     },
   };
   const KINDS = ['document', 'image', 'audio', 'telemetry', 'other', 'detections', 'transcript', 'conversation',
@@ -630,12 +630,16 @@
     view.append(h('div', {class: 'card'}, h('h2', {text: t('tasks')}), h('table', {id: 'tasks'},
       headRow([t('task'), t('classes'), t('wanted'), t('marked'), t('decision'), t('by'), t('reason'), '']), h('tbody', {}, rows))));
     const seed = h('input', {id: 'mission-seed', type: 'number', value: '0', min: '0'});
+    const pace = h('input', {id: 'mission-pace', type: 'number', min: '0.1', step: 'any', placeholder: '—'});
     const out = h('div', {id: 'mission-status', role: 'status'});
-    const f = h('form', {class: 'inline', id: 'mission-run-form'}, field('mission-seed', 'seed', seed), h('button', {type: 'submit', id: 'mission-run', text: t('runMission')}));
+    const f = h('form', {class: 'inline', id: 'mission-run-form'}, field('mission-seed', 'seed', seed), field('mission-pace', 'pace', pace),
+      h('button', {type: 'submit', id: 'mission-run', text: t('runMission')}));
     f.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       try {
-        const r = await call('POST', '/pack/runs', {mission: v.id, seed: Number(seed.value) || 0});
+        const body = {mission: v.id, seed: Number(seed.value) || 0};
+        if (pace.value) body.pace = Number(pace.value);
+        const r = await call('POST', '/pack/runs', body);
         const job = await watchJob(r.job, out);
         location.hash = '#/run/' + enc(job.result.item);
       } catch (e) { out.append(h('p', {class: 'error', text: e.message})); }
