@@ -28,8 +28,8 @@
       verifyOk: 'Journal intègre', verifyBad: 'Journal altéré', open: 'Ouvrir', noText: 'Pas de texte extrait.',
       declassified: 'Déclassifié : nouvelle version', done: 'terminé', failed: 'échec', running: 'en cours',
       queued: 'en attente', skipped: 'inchangé (déjà présent)', ok: 'ajouté', disable: 'Désactiver',
-      'nav.compare': 'Comparer', 'nav.models': 'Modèles', compare: 'Comparer deux dates', before: 'Avant (détections)',
-      after: 'Après (détections)', zones: 'Zones (GeoJSON, facultatif)', noZones: '(aucune)', compareRun: 'Comparer',
+      'nav.compare': 'Comparer', 'nav.models': 'Modèles', compare: 'Comparer deux dates', before: 'Avant (détections ou image)',
+      after: 'Après (détections ou image)', zones: 'Zones (GeoJSON, facultatif)', noZones: '(aucune)', compareRun: 'Comparer',
       change: 'Changement', zone: 'Zone', appeared: 'Apparus', departed: 'Partis', moved: 'Déplacés', unchanged: 'Inchangés',
       alerts: 'Alertes', delta: 'Écart', threshold: 'Seuil', noAlert: 'Aucune alerte.', perZone: 'Par zone et par classe',
       plan: 'Planifier une mission depuis des détections', detections: 'Détections', wanted: 'Niveau voulu',
@@ -41,7 +41,7 @@
       datasets: "Jeux de données", images: 'Images', objects: 'Objets', trainJobs: "Entraînements", models: 'Modèles',
       aliases: 'Alias', promote: 'Promouvoir', alias: 'Alias', gate: 'Jeu de contrôle (facultatif)', noGate: '(aucun)',
       train: 'Entraîner', epochs: 'Époques', promoted: 'Promu', cancel: 'Annuler', taxonomy: 'Classes', run_: 'Exécution',
-      gates: 'Tâches (état)', openRun: 'Voir les résultats et le rejeu', colBefore: 'Avant', colAfter: 'Après', searching: 'Recherche en cours…', pace: 'Cadence (s simulées par seconde, facultatif : décisions prises pendant l’exécution)',
+      gates: 'Tâches (état)', openRun: 'Voir les résultats et le rejeu', colBefore: 'Avant', colAfter: 'Après', searching: 'Recherche en cours…', alertAt: "Seuil d'alerte par zone (facultatif)", pace: 'Cadence (s simulées par seconde, facultatif : décisions prises pendant l’exécution)',
     },
     en: {
       skip: 'Skip to content', 'nav.catalog': 'Catalog', 'nav.upload': 'Upload', 'nav.chat': 'Assistant',
@@ -67,8 +67,8 @@
       verifyOk: 'Log intact', verifyBad: 'Log tampered', open: 'Open', noText: 'No extracted text.',
       declassified: 'Declassified: new version', done: 'done', failed: 'failed', running: 'running',
       queued: 'queued', skipped: 'unchanged (already there)', ok: 'added', disable: 'Disable',
-      'nav.compare': 'Compare', 'nav.models': 'Models', compare: 'Compare two dates', before: 'Before (detections)',
-      after: 'After (detections)', zones: 'Zones (GeoJSON, optional)', noZones: '(none)', compareRun: 'Compare',
+      'nav.compare': 'Compare', 'nav.models': 'Models', compare: 'Compare two dates', before: 'Before (detections or image)',
+      after: 'After (detections or image)', zones: 'Zones (GeoJSON, optional)', noZones: '(none)', compareRun: 'Compare',
       change: 'Change', zone: 'Zone', appeared: 'Appeared', departed: 'Departed', moved: 'Moved', unchanged: 'Unchanged',
       alerts: 'Alerts', delta: 'Delta', threshold: 'Threshold', noAlert: 'No alert.', perZone: 'Per zone and class',
       plan: 'Plan a mission from detections', detections: 'Detections', wanted: 'Wanted level',
@@ -80,7 +80,7 @@
       datasets: 'Datasets', images: 'Images', objects: 'Objects', trainJobs: 'Training jobs', models: 'Models',
       aliases: 'Aliases', promote: 'Promote', alias: 'Alias', gate: 'Gate dataset (optional)', noGate: '(none)',
       train: 'Train', epochs: 'Epochs', promoted: 'Promoted', cancel: 'Cancel', taxonomy: 'Classes', run_: 'Run',
-      gates: 'Tasks (state)', openRun: 'See the results and the replay', colBefore: 'Before', colAfter: 'After', searching: 'Searching…', pace: 'Pace (simulated s per second, optional: decisions taken during the run)',
+      gates: 'Tasks (state)', openRun: 'See the results and the replay', colBefore: 'Before', colAfter: 'After', searching: 'Searching…', alertAt: 'Alert threshold per zone (optional)', pace: 'Pace (simulated s per second, optional: decisions taken during the run)',
     },
   };
   const KINDS = ['document', 'image', 'audio', 'telemetry', 'other', 'detections', 'transcript', 'conversation',
@@ -558,15 +558,18 @@
     const geo = await call('GET', '/items?name=.geojson&limit=200');
     const zoneItems = geo.items.filter((v) => !['detections', 'change'].includes(v.kind));
     const changes = await call('GET', '/items?kind=change&limit=50');
-    raise(dets.items.concat(zoneItems, changes.items).map((v) => v.label));
-    const before = h('select', {id: 'cmp-before', required: true}, dets.items.map(itemOption));
-    const after = h('select', {id: 'cmp-after', required: true}, dets.items.map(itemOption));
+    const imgs = await call('GET', '/items?kind=image&limit=200');
+    raise(dets.items.concat(zoneItems, changes.items, imgs.items).map((v) => v.label));
+    // detections of each date, or images (detected first with the default detector)
+    const dates = () => [h('optgroup', {label: t('detections')}, dets.items.map(itemOption)), h('optgroup', {label: t('images')}, imgs.items.map(itemOption))];
+    const before = h('select', {id: 'cmp-before', required: true}, dates());
+    const after = h('select', {id: 'cmp-after', required: true}, dates());
     if (dets.items.length > 1) before.selectedIndex = 1;  // newest first: the later date is the first one
     const zones = h('select', {id: 'cmp-zones'}, h('option', {value: '', text: t('noZones')}), zoneItems.map(itemOption));
     const alert = h('input', {id: 'cmp-alert', type: 'number', min: 1, step: 1});
     const out = h('div', {id: 'cmp-status', role: 'status'});
     const f = h('form', {class: 'inline', id: 'cmp-form'}, field('cmp-before', 'before', before), field('cmp-after', 'after', after),
-      field('cmp-zones', 'zones', zones), field('cmp-alert', 'alerts', alert), h('button', {type: 'submit', id: 'cmp-run', text: t('compareRun')}));
+      field('cmp-zones', 'zones', zones), field('cmp-alert', 'alertAt', alert), h('button', {type: 'submit', id: 'cmp-run', text: t('compareRun')}));
     f.addEventListener('submit', async (ev) => {
       ev.preventDefault(); out.replaceChildren();
       try {
@@ -580,7 +583,8 @@
     });
     view.append(h('h1', {text: t('compare')}), f, out, h('h2', {text: t('change')}),
       h('ul', {id: 'changes'}, changes.items.map((v) => h('li', {'data-id': v.id}, showLabel(v.label, v.label_display), ' ',
-        h('a', {href: '#/change/' + enc(v.id), text: v.name}), ` — ${v.created_at.slice(0, 19).replace('T', ' ')}`))));
+        h('a', {href: '#/change/' + enc(v.id), text: v.name}), ` — ${v.created_at.slice(0, 19).replace('T', ' ')}`)),
+        changes.items.length ? null : h('li', {text: t('none')})));
   }
 
   async function changeView(view, id) {
