@@ -102,6 +102,7 @@ def test_compare_plan_approve_run_replay(console: dict[str, Any], browser: Any, 
     wait(browser, lambda d: int(attr(d, "#replay", "data-frame") or 0) >= 3)
     browser.find_element("id", "replay-play").click()
     assert banner(browser) == "DR"
+    browser.execute_script("document.getElementById('player-box').scrollIntoView({block: 'center'})")
     browser.save_screenshot(str(shots / "replay.png"))
     no_errors(browser)
 

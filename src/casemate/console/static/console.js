@@ -660,6 +660,11 @@
     const plain = Object.entries(r.metrics).filter(([, x]) => x === null || ['number', 'string', 'boolean'].includes(typeof x));
     view.append(h('div', {class: 'card'}, h('h2', {text: t('metrics')}), h('table', {id: 'metrics'},
       plain.map(([k, x]) => h('tr', {'data-metric': k}, h('th', {text: k}), h('td', {text: typeof x === 'number' ? String(Math.round(x * 1000) / 1000) : String(x)}))))));
+    if (r.replay) {
+      const rep = await call('GET', '/items/' + enc(r.replay.id) + '/replay');
+      raise([rep.label]);
+      view.append(h('div', {class: 'card'}, h('h2', {}, showLabel(rep.label, rep.label_display), ' ', t('replay'), ' — ', rep.replay.name), player(rep)));
+    }
     if (r.tasks.length) {
       const keys = Object.keys(r.tasks[0]).slice(0, 7);
       view.append(h('div', {class: 'card'}, h('h2', {text: t('gates')}), h('table', {id: 'run-tasks'}, headRow(keys),
@@ -667,11 +672,6 @@
     }
     view.append(h('div', {class: 'card'}, h('h2', {text: t('findings')}), h('ul', {id: 'findings'},
       r.findings.map((x) => h('li', {'data-task': x.task}, itemLink(x), ` — ${t('task')} ${x.task}, ${t('level')} ${x.level}, robot ${x.robot}`)))));
-    if (r.replay) {
-      const rep = await call('GET', '/items/' + enc(r.replay.id) + '/replay');
-      raise([rep.label]);
-      view.append(h('div', {class: 'card'}, h('h2', {}, showLabel(rep.label, rep.label_display), ' ', t('replay'), ' — ', rep.replay.name), player(rep)));
-    }
   }
 
   // The pack's replay drawn in the page (the stored replay.html is never run in the console's origin).
