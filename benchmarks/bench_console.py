@@ -3,6 +3,8 @@ console's API on loopback and rendered in headless Chromium; the map with 50,000
 
     .venv/bin/python benchmarks/bench_console.py [--versions 1000000] [--detections 50000] [--no-browser]
 
+The catalog list's filters (kind, label, name, dates; FILTERS below) are timed on the same catalog.
+
 Prints one JSON object; the figures go into docs/benchmarks.md.
 """
 
@@ -33,6 +35,16 @@ from casemate.store import db  # noqa: E402
 from casemate.workspace import Workspace  # noqa: E402
 
 PASSWORD = "pw-bench-correct-horse"
+FILTERS: dict[str, dict[str, str]] = {
+    "label_dr": {"label": "DR"},
+    "kind_image_label_np": {"kind": "image", "label": "NP"},
+    "name_dense": {"name": "doc-99"},
+    "name_one_in_1m": {"name": "doc-123456"},
+    "name_none": {"name": "zzz"},
+    "since_all": {"since": "2026-11-01"},
+    "since_none": {"since": "2026-12-01"},
+    "label_name_since": {"label": "NP", "name": "doc-5", "since": "2026-11-01"},
+}
 
 
 def build(home: Path, n_versions: int) -> dict[str, str]:
@@ -134,14 +146,34 @@ def browser_figures(url: str, doc: str, image: str | None) -> dict[str, Any]:
             ms = d.find_element("tag name", "body").get_attribute("data-route-ms")
             return float(ms) if ms and not route.startswith("#/map") else wall
 
+        rows = lambda _: st() == "ready" and d.find_elements("css selector", "#rows tr")  # noqa: E731
         for name, route, until in (
             ("catalog_first_page_rendered", "#/catalog",
              lambda _: st() == "ready" and len(d.find_elements("css selector", "#rows tr")) == 50),
+            ("catalog_filtered_name_dense_rendered", "#/catalog?name=doc-99", rows),
+            ("catalog_filtered_name_one_in_1m_rendered", "#/catalog?name=doc-123456", rows),
+            ("catalog_filtered_name_none_rendered", "#/catalog?name=zzz", rows),
+            ("catalog_filtered_label_name_since_rendered", "#/catalog?label=NP&name=doc-5&since=2026-11-01", rows),
             ("item_view_rendered", f"#/item/{doc}",
              lambda _: st() == "ready" and d.find_elements("css selector", "#lineage li")),
         ):
             lat = sorted(page(route, until) for _ in range(7))
             out[name] = {"median_ms": round(statistics.median(lat), 1), "max_ms": round(lat[-1], 1), "n": 7}
+        # a sparse filter over the whole catalog: the page reads it a window at a time, by itself
+        for name, route in (("catalog_filtered_name_one_in_1m_complete", "#/catalog?name=doc-123456"),
+                            ("catalog_filtered_name_none_complete", "#/catalog?name=zzz")):
+            lat = []
+            for _ in range(3):
+                d.get(url + "/console/#/blank")
+                WebDriverWait(d, 30).until(lambda _: st() in ("ready", "error"))
+                t0 = time.perf_counter()
+                d.execute_script("location.hash = arguments[0]", route)
+                WebDriverWait(d, 120, poll_frequency=0.02).until(
+                    lambda _: st() == "ready" and d.find_element("tag name", "body").get_attribute("data-searching")
+                    is None and d.find_elements("css selector", "#rows tr"))
+                lat.append((time.perf_counter() - t0) * 1000)
+            out[name] = {"median_ms": round(statistics.median(lat), 1), "max_ms": round(max(lat), 1), "n": 3,
+                         "rows": len(d.find_elements("css selector", "#rows tr.row"))}
         if image:
             lat = sorted(page(f"#/map/{image}", lambda _: d.find_element("tag name", "body")
                               .get_attribute("data-map") == "ready") for _ in range(3))
@@ -198,6 +230,21 @@ def main() -> None:
         results["api_second_page_50"] = timed(
             lambda: c.get("/items", params={"before": first["next"]}).raise_for_status(), 20)
         results["api_first_page_kind_image"] = timed(lambda: c.get("/items", params={"kind": "image"}), 20)
+        # the list's filters, done in SQL (console/queries.py): dense ones stop early, sparse ones
+        # ("doc-123456": one row in 1,000,000; "zzz" and a date after every row: none) read every row
+        def walk(params: dict[str, str]) -> int:  # every window of a sparse filter, as the page does
+            n, cursor = 0, None
+            while True:
+                got = c.get("/items", params={**params, **({"before": cursor} if cursor else {})}).json()
+                n += len(got["items"])
+                cursor = got["next"]
+                if not cursor or n >= 50:
+                    return n
+        for key in ("name_one_in_1m", "name_none"):
+            results[f"api_filter_{key}_all_windows"] = timed(lambda k=key: walk(FILTERS[k]), 3)
+        for key, params in FILTERS.items():
+            results[f"api_filter_{key}"] = timed(lambda p=params: c.get("/items", params=p).raise_for_status(), 7)
+            results[f"api_filter_{key}"]["rows"] = len(c.get("/items", params=params).json()["items"])
         doc = ids["doc"]
         results["api_item_view_calls"] = timed(lambda: [c.get(f"/items/{doc}{s}").raise_for_status()
                                                         for s in ("", "/text", "/lineage")], 20)

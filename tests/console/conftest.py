@@ -36,6 +36,28 @@ def detections_doc(n: int, w: int, h: int, classes: list[str], seed: int = 0) ->
             "casemate": {"coordinates": "pixel", "width": w, "height": h}}
 
 
+def geo_detections(objects: list[tuple[str, float, float, str]], w: int, h: int) -> dict[str, Any]:
+    """Georeferenced detections (WGS84, as `detect` writes them): (class, x, y, level) in pixels of a
+    w x h image at 1e-5 degree (about 1 m) a pixel near 5 E, 43 N."""
+    feats = []
+    for cls, x, y, level in objects:
+        ring_px = [[x - 4, y - 2], [x + 4, y - 2], [x + 4, y + 2], [x - 4, y + 2], [x - 4, y - 2]]
+        ring = [[5.0 + px * 1e-5, 43.0 - py * 1e-5] for px, py in ring_px]
+        feats.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                      "properties": {"label": cls, "dri_level": level, "score": 0.9, "length_m": 8.0,
+                                     "centre_px": [x, y], "centre_lonlat": [5.0 + x * 1e-5, 43.0 - y * 1e-5]}})
+    return {"type": "FeatureCollection", "features": feats,
+            "casemate": {"coordinates": "wgs84", "width": w, "height": h}}
+
+
+def zones_doc(name: str) -> dict[str, Any]:
+    """One zone over the left half of the geo images above."""
+    ring = [[5.0, 43.0], [5.0 + 400e-5, 43.0], [5.0 + 400e-5, 43.0 - 600e-5], [5.0, 43.0 - 600e-5], [5.0, 43.0]]
+    return {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+         "properties": {"name": name, "alert_threshold": 1}}]}
+
+
 def build(home: Path) -> dict[str, Any]:
     from casemate.assistant.pipeline import Assistant
     from casemate.config import HooksConfig
@@ -86,6 +108,32 @@ def build(home: Path) -> dict[str, Any]:
                                        name="radio.wav.transcript.json", kind="transcript", label="DR",
                                        parents=[audio.id], metadata={"segments": segs, "model": "test"},
                                        text="\n".join(s["text"] for s in segs)).id
+    # two dates of a harbour, georeferenced: 10 vehicles, then 2 gone, 1 moved 12 m, 3 new (change and
+    # the robot pack's mission planning work on these); a Secret later date with a canary class
+    w, h = 800, 600
+    first = [("vehicle", 60 + 60 * i, 100 + 40 * (i % 3), "D") for i in range(10)]
+    second = first[:7] + [("vehicle", first[7][1] + 15, first[7][2], "R")]
+    second += [("vehicle", 100 + 150 * i, 450, "D") for i in range(3)]
+    for key, objs, label in (("geo1", first, "DR"), ("geo2", second, "DR"),
+                             ("geo_secret", second + [(CANARY["det"], 700, 500, "D")] * 3, "S")):
+        im = ws.catalog.put(admin, png_bytes(w, h), name=f"rade-{key}.png", kind="image", label="DR")
+        ids[key + "_image"] = im.id
+        name = f"rade-{key}.detections.geojson" if label != "S" else f"{CANARY['name']}-rade.detections.geojson"
+        ids[key] = ws.catalog.put(admin, json.dumps(geo_detections(objs, w, h)).encode(), name=name,
+                                  kind="detections", label=label, parents=[im.id],
+                                  metadata={"format": "geojson", "image": im.id}).id
+    ids["zones"] = ws.catalog.put(admin, json.dumps(zones_doc("quai ouest")).encode(), name="zones-rade.geojson",
+                                  kind="other", label="DR").id
+    ids["zones_secret"] = ws.catalog.put(admin, json.dumps(zones_doc(CANARY["name"])).encode(),
+                                         name=f"zones-{CANARY['name']}.geojson", kind="other", label="S").id
+    # a Secret change and mission: dora must never see them, on any page
+    from casemate.imagery.service import compare_sources
+    from casemate.pack.service import plan_from_detections
+
+    olga = ws.acting_user("olga")
+    ids["secret_change"] = compare_sources(ws, olga, ids["geo1"], ids["geo_secret"]).change.id
+    ids["secret_mission"] = plan_from_detections(ws, olga, ids["geo_secret"], robots="quadcopter:2",
+                                                 name=CANARY["name"] + "-mission").mission.id
     assistant = Assistant(ws, embedder=console_fakes.HashEmbedder(), engine=console_fakes.CitingEngine())
     console_fakes.ASSISTANT["a"] = assistant
     assistant.index_all(admin)
@@ -127,6 +175,40 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     server.should_exit = True
     thread.join(timeout=10)
     ws.close()
+
+
+def _yolo(root: Path, n: int = 3) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / "images" / f"im{i}.png")
+        (root / "labels" / f"im{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n")
+    (root / "data.yaml").write_text("names:\n  0: car\n  1: bus\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def factory(console: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A DR dataset, a Secret one, and a model registered from the DR one (signed, as training does)."""
+    from casemate.factory.datasets import get_dataset, import_dataset
+    from casemate.factory.registry import register_model
+
+    ws = console["ws"]
+    admin = ws.acting_user("admin")
+    root = tmp_path_factory.mktemp("factory")
+    ds = import_dataset(ws, admin, _yolo(root / "dr"), fmt="yolo", label="DR", name="vehicules-dr")
+    secret = import_dataset(ws, admin, _yolo(root / "s"), fmt="yolo", label="S", name=CANARY["name"] + "-ds")
+    ds_v, manifest = get_dataset(ws, admin, ds.dataset.id)
+    folder = root / "model"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"not a real network: the registry signs files, the console lists them")
+    (folder / "manifest.json").write_text('{"name": "tiny", "classes": ["car", "bus"], "input_size": 64}')
+    model = register_model(ws, admin, folder, dataset=ds_v, dataset_manifest=manifest, metrics={"map50": 0.5})
+    return {"dataset": ds.dataset.id, "secret_dataset": secret.dataset.id, "model": model.id}
 
 
 @pytest.fixture(scope="session")

@@ -185,21 +185,46 @@ def test_admin_adds_a_user_creates_a_token_verifies_the_audit(console: dict[str,
     no_errors(browser)
 
 
-def test_canary_walk_as_a_low_user(console: dict[str, Any], browser: Any, shots: Path) -> None:
+def _dora_work(console: dict[str, Any]) -> dict[str, str]:
+    """What dora makes on the work pages, through the services: a change, a mission and a run."""
+    from casemate.imagery.service import compare_sources
+    from casemate.pack.service import plan_from_detections, run_scenario
+
+    ws, ids = console["ws"], console["ids"]
+    dora = ws.acting_user("dora")
+    change = compare_sources(ws, dora, ids["geo1"], ids["geo2"]).change.id
+    mission = plan_from_detections(ws, dora, ids["geo2"], robots="quadcopter:2", duration=60).mission.id
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = run_scenario(ws, dora, mission, seed=0, out_dir=Path(tmp) / "run")
+    return {"change": change, "mission": mission, "results": run.results.id, "replay": run.replay.id}
+
+
+HIDDEN = ("secret", "zulu", "tsdoc", "secret_dets", "secret_change", "secret_mission", "geo_secret", "zones_secret")
+
+
+def test_canary_walk_as_a_low_user(console: dict[str, Any], factory: dict[str, Any], browser: Any,
+                                   shots: Path) -> None:
     """Every page dora (DR) can reach, and every hidden item's URL typed by hand: no canary text,
     name, class or compartment of a higher item in anything that reaches the browser."""
     url, ids = console["url"], console["ids"]
+    work = _dora_work(console)
     sign_in(browser, url, "dora")
     seen: list[str] = []
-    visible = [ids[k] for k in ("convoi", "public", "image", "dets", "audio", "transcript")]
+    visible = [ids[k] for k in ("convoi", "public", "image", "dets", "audio", "transcript", "geo1", "geo2", "zones")]
     routes = ["catalog", "catalog?q=convoi carburant dépôt nord opération", "catalog?kind=detections", "upload",
-              "chat", "jobs", "tokens", "audit", "users"]
+              "chat", "jobs", "tokens", "audit", "users", "compare", "pack", "models", "catalog?kind=mission",
+              "catalog?kind=change", "catalog?name=CANARY"]
     routes += [f"item/{i}" for i in visible] + [f"map/{ids['image']}", f"map/{ids['dets']}"]
-    routes += [f"item/{ids[k]}" for k in ("secret", "zulu", "tsdoc", "secret_dets")]
-    routes += [f"map/{ids['secret_dets']}"]
+    routes += [f"change/{work['change']}", f"mission/{work['mission']}", f"run/{work['results']}"]
+    routes += [f"item/{work[k]}" for k in work]
+    routes += [f"item/{ids[k]}" for k in HIDDEN]
+    routes += [f"map/{ids['secret_dets']}", f"change/{ids['secret_change']}", f"mission/{ids['secret_mission']}",
+               f"run/{ids['secret_mission']}", f"map/{ids['geo_secret']}"]
     for r in routes:
         go(browser, url, r)
-        if r.startswith("map/") and state(browser) != "error":
+        if r.startswith(("map/", "change/")) and state(browser) != "error":
             wait(browser, lambda d: d.find_element("tag name", "body").get_attribute("data-map") == "ready")
         if r == "chat":
             browser.find_element("id", "question").send_keys("convoi carburant dépôt nord opération")
@@ -207,18 +232,25 @@ def test_canary_walk_as_a_low_user(console: dict[str, Any], browser: Any, shots:
             wait(browser, lambda d: state(d) in ("done", "error"), 30)
         seen.append(browser.page_source)
         assert banner(browser) in ("NP", "DR"), r
-    for hidden in ("secret", "zulu", "tsdoc", "secret_dets"):
+    for hidden in HIDDEN:
         go(browser, url, f"item/{ids[hidden]}")
         assert browser.find_element("id", "error").text == f"no such item: {ids[hidden]}"
     browser.save_screenshot(str(shots / "hidden-item.png"))
     # what the page's own calls returned, read back from the browser
-    for path in [f"/items/{i}" for i in visible] + [f"/items/{ids['image']}/detections?format=compact",
-                                                   "/items?limit=200", f"/items/{ids['image']}/lineage"]:
+    api = [f"/items/{ids['image']}/detections?format=compact", "/items?limit=200", f"/items/{ids['image']}/lineage",
+           "/pack/missions", "/pack/scenarios", "/factory/datasets", "/factory/models", "/factory/jobs", "/jobs",
+           "/items?kind=change&limit=200", "/items?kind=mission&limit=200", "/items?kind=detections&limit=200",
+           "/items?name=.geojson&limit=200", "/items?kind=dataset&limit=200", "/items?kind=finding&limit=200",
+           f"/items/{work['change']}/change", f"/items/{work['change']}/detections?format=compact",
+           f"/items/{work['mission']}", f"/pack/missions/{work['mission']}", f"/pack/missions/{work['mission']}/tasks",
+           f"/items/{work['results']}/results", f"/items/{work['replay']}/replay", f"/items/{ids['geo1']}",
+           f"/items/{ids['geo2']}/lineage", f"/items/{work['change']}/lineage"]
+    for path in [f"/items/{i}" for i in visible] + api:
         seen.append(browser.execute_script(
             "return fetch('/console/api' + arguments[0]).then(r => r.text())", path))
     blob = "\n".join(seen)
     for canary in (CANARY["text"], CANARY["name"], CANARY["det"], CANARY["comp"], "TEMPETE", "Très Secret"):
         assert canary not in blob, canary
-    for hidden in ("secret", "zulu", "tsdoc", "secret_dets"):
+    for hidden in HIDDEN:
         # the hidden id appears only where dora typed it (the route and the not-found message)
         assert blob.count(ids[hidden]) == sum(p.count(ids[hidden]) for p in seen if "no such item" in p)

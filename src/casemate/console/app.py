@@ -13,6 +13,7 @@ import json
 import mimetypes
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -27,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from casemate.catalog.models import KINDS, Version
 from casemate.console import render
 from casemate.console.jobs import JobRunner
+from casemate.console.queries import ListFilter, list_versions
 from casemate.console.sessions import COOKIE, CSRF_HEADER, NotSignedIn, Session, SessionStore, csrf_ok
 from casemate.console.settings import ConsoleSettings, settings_of
 from casemate.errors import CasemateError, NotFound, PermissionDenied, UsageError
@@ -43,7 +45,6 @@ INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "audio/wav
                 "audio/ogg", "audio/flac", "audio/mp4", "video/mp4", "video/webm", "text/plain", "application/pdf"}
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html; charset=utf-8",
                 ".svg": "image/svg+xml", ".md": "text/plain; charset=utf-8"}
-MAX_SCAN = 5000  # rows looked at per filtered list request before handing back a cursor
 
 
 class LoginBody(BaseModel):
@@ -90,6 +91,9 @@ class PackRunBody(BaseModel):
                          description="a built-in scenario's name or a stored mission's id")
     seed: int = Field(default=0, ge=0, le=2**31)
     label: str | None = Field(default=None, max_length=200)
+    pace: float | None = Field(default=None, gt=0, le=10_000,
+                               description="simulated seconds per wall second: a paced run of a stored mission "
+                                           "reads the officers' decisions stored while it runs")
 
 
 class TranscribeBody(BaseModel):
@@ -127,6 +131,13 @@ def create_console(ws: Workspace, assistant: Any = None, *, settings: ConsoleSet
     sessions = SessionStore(idle_s=conf.idle_minutes * 60, max_s=conf.session_hours * 3600,
                             login_per_minute=conf.login_per_minute)
     jobs = JobRunner()
+    upload_locks: dict[str, threading.Lock] = {}
+    locks_guard = threading.Lock()
+
+    def upload_lock(name: str) -> threading.Lock:
+        """One upload at a time per user: a user's uploads share the folder their names live in."""
+        with locks_guard:
+            return upload_locks.setdefault(name, threading.Lock())
     state: dict[str, Any] = {"assistant": assistant}
 
     def get_assistant() -> Any:
@@ -264,28 +275,9 @@ def create_console(ws: Workspace, assistant: Any = None, *, settings: ConsoleSet
             rows = list(seen.values())
             cursor = None
         else:
-            filtered = want is not None or name or since or until
-            rows, cursor, scanned, first = [], before, 0, True
-            while len(rows) < limit:
-                page = ws.catalog.list(user, kind=kind, limit=limit if not filtered else 200, before=cursor,
-                                       audit=first)
-                first = False
-                if not page:
-                    cursor = None
-                    break
-                scanned += len(page)
-                for v in page:
-                    cursor = v.id
-                    if len(rows) < limit and _matches(v, want, name, since, until):
-                        rows.append(v)
-                        if len(rows) == limit:
-                            cursor = v.id
-                            break
-                if len(page) < (limit if not filtered else 200) and len(rows) < limit:
-                    cursor = None
-                    break
-                if scanned >= MAX_SCAN:
-                    break
+            # every filter in one SQL query under the catalog's read filter (console/queries.py)
+            rows, cursor = list_versions(ws, user, ListFilter(kind, want, name, since, until), limit=limit,
+                                         before=before)
         rows = [v for v in rows if kind is None or v.kind == kind]
         if q:
             rows = [v for v in rows if _matches(v, want, name, since, until)]
@@ -352,7 +344,12 @@ def create_console(ws: Workspace, assistant: Any = None, *, settings: ConsoleSet
         layer, image = _detections_version(ws, user, vid)
         path = ws.catalog.blob_path(user, layer.id)  # the policy first; the cache is by content only
         size = render.size_of(ws.catalog.blob_path(user, image.id), image.sha256) if image else None
-        feats, packed = render.layer_of(path, layer.sha256, size)
+        if layer.kind == "change":  # drawn over the later image, through its detections' lon/lat fit
+            after = ws.catalog.get(user, str(layer.metadata.get("after")), audit=False)
+            feats, packed = render.change_layer(path, layer.sha256, ws.catalog.blob_path(user, after.id),
+                                                after.sha256, size)
+        else:
+            feats, packed = render.layer_of(path, layer.sha256, size)
         labels = [layer.label] + ([image.label] if image else [])
         meta = {"layer": _version_json(layer), "image": _version_json(image) if image else None,
                 "width": size[0] if size else None, "height": size[1] if size else None, **_page_label(labels)}
@@ -373,36 +370,44 @@ def create_console(ws: Workspace, assistant: Any = None, *, settings: ConsoleSet
         lab, _ = ws.catalog.check_label(user, label)  # a bad label refuses everything before any write
         if not files:
             raise UsageError("files: choose at least one file")
-        tmp = Path(tempfile.mkdtemp(prefix="upload-", dir=_tmp_root(ws)))
+        names = [Path(f.filename or "").name.strip() for f in files]
+        for i, fname in enumerate(names):
+            if not fname or fname in (".", "..") or "\x00" in fname:
+                raise UsageError(f"files[{i}]: a file without a usable name: rename it and upload it again")
+        if len(set(names)) != len(names):
+            raise UsageError("files: two files with the same name: upload them one after the other")
+        # Each file is ingested from the user's upload folder under its own name, so that the catalog
+        # keeps the file's name, and the same name uploaded again by the same user is a new version
+        # of the same asset (unchanged content is skipped), as `casemate ingest` does for a path.
+        folder = _upload_root(ws) / _quote(user.name)
         results: list[dict[str, Any]] = []
-        try:
-            paths: list[tuple[str, Path]] = []
-            for i, f in enumerate(files):
-                fname = Path(f.filename or f"file-{i}").name or f"file-{i}"
-                d = tmp / str(i)
-                d.mkdir()
-                p = d / fname
-                with p.open("wb") as out:
-                    shutil.copyfileobj(f.file, out, 1024 * 1024)
-                paths.append((fname, p))
-            report = ingest(ws, user, [str(p) for _, p in paths], lab, run_hooks=conf.upload_hooks)
-            done = {v.source_path: v for v in report.ingested}
-            failed = dict(report.failed)
-            for name, p in paths:
-                key = str(p)
-                resolved = str(p.resolve())
-                if key in failed or resolved in failed:
-                    msg = failed.get(key) or failed.get(resolved) or "failed"
-                    results.append({"file": name, "ok": False, "error": str(msg).replace(str(tmp), "")})
-                elif resolved in done or key in done:
-                    v = done.get(resolved) or done[key]
-                    # the stored source path is the upload's scratch copy: say where it came from instead
-                    results.append({"file": name, "ok": True, "item": {**_version_json(v), "source_path": None}})
-                else:
-                    results.append({"file": name, "ok": True, "skipped": True})
-            hook_errors = [msg.replace(str(tmp), "") for _, msg in report.hook_errors]
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with upload_lock(user.name):
+            folder.mkdir(parents=True, exist_ok=True)
+            paths = [(fname, folder / fname) for fname in names]
+            try:
+                for f, (_, p) in zip(files, paths, strict=True):
+                    with p.open("wb") as out:
+                        shutil.copyfileobj(f.file, out, 1024 * 1024)
+                report = ingest(ws, user, [str(p) for _, p in paths], lab, run_hooks=conf.upload_hooks)
+            finally:
+                for _, p in paths:
+                    p.unlink(missing_ok=True)
+        done = {v.source_path: v for v in report.ingested}
+        failed = dict(report.failed)
+        skipped = set(report.skipped)
+        where = str(folder)
+        for name, p in paths:
+            key, resolved = str(p), str(p.resolve())
+            if key in failed or resolved in failed:
+                msg = failed.get(key) or failed.get(resolved) or "failed"
+                results.append({"file": name, "ok": False, "error": str(msg).replace(where + "/", "")})
+            elif resolved in done or key in done:
+                v = done.get(resolved) or done[key]
+                # the stored source path is on the server: not the browser's business
+                results.append({"file": name, "ok": True, "item": {**_version_json(v), "source_path": None}})
+            else:
+                results.append({"file": name, "ok": True, "skipped": key in skipped or resolved in skipped})
+        hook_errors = [msg.replace(where + "/", "") for _, msg in report.hook_errors]
         return {"results": results, "hook_errors": hook_errors, "label": format_label(lab),
                 **_label_json(lab)}
 
@@ -489,6 +494,13 @@ def create_console(ws: Workspace, assistant: Any = None, *, settings: ConsoleSet
         # a name or an id, never a path on the server
         if not (SCENARIO_DIR / f"{body.mission}.yaml").exists():
             ws.catalog.get(user, body.mission)
+        paced = {}
+        if body.pace is not None:
+            import inspect
+
+            if "pace" not in inspect.signature(service.run_scenario).parameters:
+                raise UsageError("pace: this version of the pack cannot pace a run; leave it empty")
+            paced = {"pace": body.pace}
         total: dict[str, int] = {}
 
         def work(progress: Any) -> dict[str, Any]:
@@ -502,7 +514,7 @@ def create_console(ws: Workspace, assistant: Any = None, *, settings: ConsoleSet
             tmp = Path(tempfile.mkdtemp(prefix="pack-", dir=_tmp_root(ws)))
             try:
                 out = service.run_scenario(ws, user, body.mission, seed=body.seed, label=body.label,
-                                           out_dir=tmp / "run", progress=step, start=started)
+                                           out_dir=tmp / "run", progress=step, start=started, **paced)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             m = out.result.metrics
@@ -597,6 +609,10 @@ def create_console(ws: Workspace, assistant: Any = None, *, settings: ConsoleSet
     def token_revoke(token_id: int, user: User = Depends(current_user)) -> dict[str, Any]:
         return {"token": ws.tokens.revoke(user, token_id).to_json()}
 
+    from casemate.console import factory_routes, imagery_routes, pack_routes
+
+    for part in (imagery_routes, pack_routes, factory_routes):
+        api.include_router(part.router(ws, jobs, current_user, _label_json, _version_json))
     app.include_router(api)
 
     # -- pages --------------------------------------------------------------------------------
@@ -633,6 +649,9 @@ def mount(app: FastAPI, ws: Workspace, assistant: Any = None, **options: Any) ->
 
 def _detections_version(ws: Workspace, user: User, vid: str) -> tuple[Version, Version | None]:
     v = ws.catalog.get(user, vid)
+    if v.kind == "change":  # drawn over the later date's image
+        after = ws.catalog.get(user, str(v.metadata.get("after")), audit=False)
+        return v, _detections_version(ws, user, after.id)[1]
     if v.kind == "detections":
         image = None
         for pid in v.parents:
@@ -673,6 +692,10 @@ def _quote(name: str) -> str:
     from urllib.parse import quote
 
     return quote(name, safe="")
+
+
+def _upload_root(ws: Workspace) -> Path:
+    return Path(ws.home) / "uploads"
 
 
 def _tmp_root(ws: Workspace) -> Path:

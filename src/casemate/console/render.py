@@ -179,3 +179,48 @@ def layer_of(path: Path, sha256: str, size: tuple[int, int] | None) -> tuple[lis
         while len(_layers) > 4:
             _layers.popitem(last=False)
     return out
+
+
+def _fit_of(doc: dict[str, Any]) -> np.ndarray | None:
+    """The lon/lat -> pixel affine of a georeferenced detections document (None: cannot be fitted)."""
+    pairs = [((f.get("properties") or {}).get("centre_lonlat"), (f.get("properties") or {}).get("centre_px"))
+             for f in doc.get("features", []) if isinstance(f, dict)]
+    pairs = [(s, d) for s, d in pairs if s and d]
+    if len(pairs) < 3:
+        return None
+    return _affine(np.array([s for s, _ in pairs], dtype=np.float64), np.array([d for _, d in pairs], dtype=np.float64))
+
+
+def change_layer(path: Path, sha256: str, after_path: Path, after_sha: str,
+                 size: tuple[int, int] | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A stored change (lon/lat) in the later image's pixels, through the lon/lat -> pixel fit of that
+    image's detections; each feature's class is "CHANGE class" (appeared vehicle, moved ship...)."""
+    import json
+
+    key = (sha256 + ":" + after_sha, size)
+    with _lock:
+        hit = _layers.get(key)
+        if hit is not None:
+            return hit
+    try:
+        doc = json.loads(path.read_bytes())
+        after = json.loads(after_path.read_bytes())
+    except ValueError as exc:
+        raise UsageError(f"this change file is not valid GeoJSON ({exc})") from None
+    m = _fit_of(after)
+    if m is None:
+        raise UsageError("the later date's detections cannot place this change on its image "
+                         "(fewer than 3 georeferenced detections)")
+    feats = []
+    for f in doc.get("features", []):
+        p = f.get("properties") or {}
+        ring = np.asarray(f["geometry"]["coordinates"][0], dtype=np.float64)
+        px = np.hstack([ring, np.ones((len(ring), 1))]) @ m
+        feats.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [np.round(px, 2).tolist()]},
+                      "properties": {**p, "label": f"{p.get('change', '?')} {p.get('class', '?')}"}})
+    out = (feats, compact(feats))
+    with _lock:
+        _layers[key] = out  # type: ignore[index]
+        while len(_layers) > 4:
+            _layers.popitem(last=False)
+    return out

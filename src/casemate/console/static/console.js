@@ -28,6 +28,20 @@
       verifyOk: 'Journal intègre', verifyBad: 'Journal altéré', open: 'Ouvrir', noText: 'Pas de texte extrait.',
       declassified: 'Déclassifié : nouvelle version', done: 'terminé', failed: 'échec', running: 'en cours',
       queued: 'en attente', skipped: 'inchangé (déjà présent)', ok: 'ajouté', disable: 'Désactiver',
+      'nav.compare': 'Comparer', 'nav.models': 'Modèles', compare: 'Comparer deux dates', before: 'Avant (détections ou image)',
+      after: 'Après (détections ou image)', zones: 'Zones (GeoJSON, facultatif)', noZones: '(aucune)', compareRun: 'Comparer',
+      change: 'Changement', zone: 'Zone', appeared: 'Apparus', departed: 'Partis', moved: 'Déplacés', unchanged: 'Inchangés',
+      alerts: 'Alertes', delta: 'Écart', threshold: 'Seuil', noAlert: 'Aucune alerte.', perZone: 'Par zone et par classe',
+      plan: 'Planifier une mission depuis des détections', detections: 'Détections', wanted: 'Niveau voulu',
+      robots: 'Robots (TYPE:NOMBRE)', approveClasses: 'Classes soumises à approbation (séparées par des virgules)',
+      duration: 'Durée simulée (s)', planRun: 'Planifier', missions: 'Missions', mission: 'Mission', tasks: 'Tâches de la mission',
+      task: 'Tâche', marked: 'Approbation', decision: 'Décision', approve: 'Approuver', reject: 'Rejeter', needed: 'requise',
+      notNeeded: 'non requise', approved: 'approuvée', rejected: 'rejetée', pending: 'en attente', runs: 'Exécutions',
+      runMission: 'Exécuter la mission', metrics: 'Mesures', play: 'Lecture', pause: 'Pause', frame: 'Image',
+      datasets: "Jeux de données", images: 'Images', objects: 'Objets', trainJobs: "Entraînements", models: 'Modèles',
+      aliases: 'Alias', promote: 'Promouvoir', alias: 'Alias', gate: 'Jeu de contrôle (facultatif)', noGate: '(aucun)',
+      train: 'Entraîner', epochs: 'Époques', promoted: 'Promu', cancel: 'Annuler', taxonomy: 'Classes', run_: 'Exécution',
+      gates: 'Tâches (état)', openRun: 'Voir les résultats et le rejeu', colBefore: 'Avant', colAfter: 'Après', searching: 'Recherche en cours…', alertAt: "Seuil d'alerte par zone (facultatif)", pace: 'Cadence (s simulées par seconde, facultatif : décisions prises pendant l’exécution)',
     },
     en: {
       skip: 'Skip to content', 'nav.catalog': 'Catalog', 'nav.upload': 'Upload', 'nav.chat': 'Assistant',
@@ -53,6 +67,20 @@
       verifyOk: 'Log intact', verifyBad: 'Log tampered', open: 'Open', noText: 'No extracted text.',
       declassified: 'Declassified: new version', done: 'done', failed: 'failed', running: 'running',
       queued: 'queued', skipped: 'unchanged (already there)', ok: 'added', disable: 'Disable',
+      'nav.compare': 'Compare', 'nav.models': 'Models', compare: 'Compare two dates', before: 'Before (detections or image)',
+      after: 'After (detections or image)', zones: 'Zones (GeoJSON, optional)', noZones: '(none)', compareRun: 'Compare',
+      change: 'Change', zone: 'Zone', appeared: 'Appeared', departed: 'Departed', moved: 'Moved', unchanged: 'Unchanged',
+      alerts: 'Alerts', delta: 'Delta', threshold: 'Threshold', noAlert: 'No alert.', perZone: 'Per zone and class',
+      plan: 'Plan a mission from detections', detections: 'Detections', wanted: 'Wanted level',
+      robots: 'Robots (TYPE:COUNT)', approveClasses: 'Classes that need approval (comma separated)',
+      duration: 'Simulated duration (s)', planRun: 'Plan', missions: 'Missions', mission: 'Mission', tasks: "Mission's tasks",
+      task: 'Task', marked: 'Approval', decision: 'Decision', approve: 'Approve', reject: 'Reject', needed: 'needed',
+      notNeeded: 'not needed', approved: 'approved', rejected: 'rejected', pending: 'pending', runs: 'Runs',
+      runMission: 'Run the mission', metrics: 'Metrics', play: 'Play', pause: 'Pause', frame: 'Frame',
+      datasets: 'Datasets', images: 'Images', objects: 'Objects', trainJobs: 'Training jobs', models: 'Models',
+      aliases: 'Aliases', promote: 'Promote', alias: 'Alias', gate: 'Gate dataset (optional)', noGate: '(none)',
+      train: 'Train', epochs: 'Epochs', promoted: 'Promoted', cancel: 'Cancel', taxonomy: 'Classes', run_: 'Run',
+      gates: 'Tasks (state)', openRun: 'See the results and the replay', colBefore: 'Before', colAfter: 'After', searching: 'Searching…', alertAt: 'Alert threshold per zone (optional)', pace: 'Pace (simulated s per second, optional: decisions taken during the run)',
     },
   };
   const KINDS = ['document', 'image', 'audio', 'telemetry', 'other', 'detections', 'transcript', 'conversation',
@@ -158,7 +186,9 @@
 
   // -- router --------------------------------------------------------------------------------------
   const ROUTES = {catalog: catalogView, item: itemView, upload: uploadView, chat: chatView, map: mapView,
-    jobs: jobsView, pack: packView, audit: auditView, users: usersView, tokens: tokensView};
+    jobs: jobsView, pack: packView, audit: auditView, users: usersView, tokens: tokensView, compare: compareView,
+    change: changeView, mission: missionView, run: runView, models: modelsView};
+  const NAV_OF = {item: 'catalog', map: 'catalog', change: 'compare', mission: 'pack', run: 'pack'};
   async function route() {
     const [path, query] = location.hash.slice(2).split('?');
     const [name, arg] = path.split('/');
@@ -166,7 +196,7 @@
     if (mapObj) { mapObj.setTarget(null); mapObj = null; }
     delete document.body.dataset.map; delete document.body.dataset.mapMs;
     $('error').textContent = ''; resetBanner();
-    document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.getAttribute('href') === '#/' + name));
+    document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.getAttribute('href') === '#/' + (NAV_OF[name] || name)));
     const view = $('view'); view.replaceChildren();
     document.body.dataset.state = 'loading'; document.body.dataset.view = name;
     const t0 = performance.now();
@@ -198,18 +228,26 @@
     const more = h('button', {type: 'button', id: 'more', class: 'secondary', hidden: true, text: t('next')});
     view.append(h('h1', {text: t('nav.catalog')}), form,
       h('table', {}, h('thead', {}, h('tr', {}, [t('label'), t('name'), t('kind'), t('created'), t('by')].map((x) => h('th', {text: x})))), tbody), more);
-    let cursor = null;
+    let cursor = null, shown = 0, auto = 0;
     async function load() {
       const q = new URLSearchParams(params); if (cursor) q.set('before', cursor);
       const data = await call('GET', '/items?' + q.toString());
+      if (!document.body.contains(tbody)) return;  // the user went elsewhere meanwhile
       raise([data.label]);
+      const placeholder = $('none-row'); if (placeholder) placeholder.remove();
       for (const v of data.items) {
         tbody.append(h('tr', {'data-id': v.id, class: 'row'}, h('td', {}, showLabel(v.label, v.label_display)),
           h('td', {}, h('a', {href: '#/item/' + encodeURIComponent(v.id), text: v.name})), h('td', {text: v.kind}),
           h('td', {text: v.created_at.slice(0, 19).replace('T', ' ')}), h('td', {text: v.created_by})));
+        shown++;
       }
-      if (!tbody.children.length) tbody.append(h('tr', {}, h('td', {colspan: 5, text: t('none')})));
       cursor = data.next; more.hidden = !cursor;
+      if (!shown) tbody.append(h('tr', {id: 'none-row'}, h('td', {colspan: 5, text: cursor ? t('searching') : t('none')})));
+      // a sparse filter reads the catalog one window of versions per call: go on by itself while the
+      // page is short (the rows found so far are already shown)
+      if (cursor && shown < 50 && auto < 10) {
+        auto++; document.body.dataset.searching = '1'; setTimeout(() => load().catch(fail), 0);
+      } else delete document.body.dataset.searching;
     }
     more.addEventListener('click', () => load().catch(fail));
     await load();
@@ -224,6 +262,10 @@
       [['id', v.id], [t('kind'), v.kind], [t('label'), v.label], [t('created'), v.created_at], [t('by'), v.created_by],
         [t('size'), v.size + ' B'], ['sha256', v.sha256]].map(([k, x]) => h('tr', {}, h('th', {text: k}), h('td', {text: x})))),
     h('p', {}, h('a', {href: API + '/items/' + encodeURIComponent(v.id) + '/content', id: 'download', text: t('download')}))));
+    const role = (v.metadata || {}).role;
+    const page = v.kind === 'change' ? ['#/change/', 'change'] : v.kind === 'mission' && role === 'plan' ? ['#/mission/', 'mission']
+      : v.kind === 'mission' && role === 'results' ? ['#/run/', 'run_'] : null;
+    if (page) view.append(h('p', {}, h('a', {id: 'to-page', href: page[0] + encodeURIComponent(v.id), text: t(page[1])})));
     if (v.kind === 'image') {
       const img = h('img', {id: 'image', alt: v.name, src: API + '/items/' + encodeURIComponent(v.id) + '/render.png', class: 'preview'});
       view.append(h('div', {class: 'card'}, h('h2', {text: t('image')}), img,
@@ -278,7 +320,37 @@
 
   async function packView(view) {
     const data = await call('GET', '/pack/scenarios');
-    const sel = h('select', {id: 'pack-scenario'}, data.scenarios.map((s) => h('option', {value: s, text: s})));
+    const dets = await call('GET', '/items?kind=detections&limit=200');
+    const ms = await call('GET', '/pack/missions');
+    raise(dets.items.map((v) => v.label).concat([ms.label]));
+    view.append(h('h1', {text: t('nav.pack')}));
+    // plan a mission from stored detections
+    const pdet = h('select', {id: 'plan-detections', required: true}, dets.items.map(itemOption));
+    const level = h('select', {id: 'plan-level'}, ['I', 'R', 'D'].map((l) => h('option', {value: l, text: l})));
+    const robots = h('input', {id: 'plan-robots', value: 'quadcopter:4'});
+    const approve = h('input', {id: 'plan-approve', placeholder: 'vehicle, ship'});
+    const duration = h('input', {id: 'plan-duration', type: 'number', min: 1, value: 900});
+    const pout = h('div', {id: 'plan-status', role: 'status'});
+    const pf = h('form', {class: 'inline', id: 'plan-form'}, field('plan-detections', 'detections', pdet), field('plan-level', 'wanted', level),
+      field('plan-robots', 'robots', robots), field('plan-approve', 'approveClasses', approve), field('plan-duration', 'duration', duration),
+      h('button', {type: 'submit', id: 'plan-button', text: t('planRun')}));
+    pf.addEventListener('submit', async (ev) => {
+      ev.preventDefault(); pout.replaceChildren();
+      try {
+        const classes = approve.value.split(',').map((x) => x.trim()).filter(Boolean);
+        const r = await call('POST', '/pack/plans', {detections: pdet.value, level: level.value, robots: robots.value.trim(),
+          approve_classes: classes, duration: Number(duration.value) || 900});
+        location.hash = '#/mission/' + enc(r.mission.id);
+      } catch (e) { pout.append(h('p', {class: 'error', id: 'plan-error', text: e.message})); document.body.dataset.state = 'plan-error'; }
+    });
+    view.append(h('div', {class: 'card'}, h('h2', {text: t('plan')}), pf, pout));
+    view.append(h('div', {class: 'card'}, h('h2', {text: t('missions')}), h('table', {id: 'missions'},
+      headRow([t('label'), t('name'), t('tasks'), t('created'), t('by')]),
+      h('tbody', {}, ms.missions.map((m) => h('tr', {'data-id': m.id}, h('td', {}, showLabel(m.label, m.label_display)),
+        h('td', {}, h('a', {href: '#/mission/' + enc(m.id), text: m.name})), h('td', {text: (m.metadata || {}).tasks ?? '—'}),
+        h('td', {text: m.created_at.slice(0, 19).replace('T', ' ')}), h('td', {text: m.created_by})))))));
+    // a built-in scenario, or a stored mission by id
+    const sel = h('select', {id: 'pack-scenario'}, data.scenarios.map((x) => h('option', {value: x, text: x})));
     const mission = h('input', {id: 'pack-mission', placeholder: 'id'});
     const seed = h('input', {id: 'pack-seed', type: 'number', value: '0', min: '0'});
     const out = h('div', {id: 'pack-status', role: 'status'});
@@ -290,13 +362,14 @@
         const r = await call('POST', '/pack/runs', {mission: mission.value.trim() || sel.value, seed: Number(seed.value) || 0});
         const job = await watchJob(r.job, out);
         const res = job.result;
-        const link = (id, key) => id ? h('li', {}, t(key) + ' : ', h('a', {href: '#/item/' + encodeURIComponent(id), text: id})) : null;
-        out.append(h('ul', {id: 'pack-results'}, link(res.item, 'results'), link(res.replay, 'replay'), (res.findings || []).map((x) => link(x, 'findings')),
+        const link = (id, key) => id ? h('li', {}, t(key) + ' : ', h('a', {href: '#/item/' + enc(id), text: id})) : null;
+        out.append(h('ul', {id: 'pack-results'}, res.item ? h('li', {}, h('a', {href: '#/run/' + enc(res.item), id: 'open-run', text: t('openRun')})) : null,
+          link(res.item, 'results'), (res.findings || []).map((x) => link(x, 'findings')),
           h('li', {text: Object.entries(res.metrics || {}).map(([k, x]) => `${k}: ${x}`).join(' · ')})));
         document.body.dataset.state = 'pack-done';
       } catch (e) { out.textContent = e.message; }
     });
-    view.append(h('h1', {text: t('nav.pack')}), f, out);
+    view.append(h('div', {class: 'card'}, h('h2', {text: t('run')}), f, out));
   }
 
   function highlight(pre, text, snippet) {
@@ -360,16 +433,19 @@
   // -- map -----------------------------------------------------------------------------------------
   const PALETTE = ['#e6194b', '#3cb44b', '#ffe119', '#4363d8', '#f58231', '#911eb4', '#46f0f0', '#f032e6', '#bcf60c', '#fabebe', '#008080', '#e6beff'];
   const LEVEL_STROKE = ['#ffffff', '#ffeb3b', '#00e5ff'];  // D, R, I; none: grey
+  const CHANGE_COLOURS = {appeared: '#3cb44b', departed: '#e6194b', moved: '#f58231'};
   async function mapView(view, id) {
     const t0 = performance.now();
     const det = await call('GET', '/items/' + encodeURIComponent(id) + '/detections?format=compact');
     document.body.dataset.fetchMs = String(Math.round(performance.now() - t0));
     raise([det.label]);
     const img = det.image; const W = det.width, H = det.height;
+    // a change layer: appeared green, departed red, moved orange, whatever the class
+    const colour = (c) => CHANGE_COLOURS[String(det.classes[c]).split(' ')[0]] || PALETTE[c % PALETTE.length];
     view.append(h('h1', {}, showLabel(det.label, det.label_display), ' ', img ? img.name : det.layer.name));
     const classBoxes = h('fieldset', {id: 'class-filter'}, h('legend', {text: t('classes')}), det.classes.map((c, i) => {
       const cb = h('input', {type: 'checkbox', id: 'cls-' + i, checked: true, 'data-class': c});
-      const sw = h('span', {class: 'swatch'}); sw.style.background = PALETTE[i % PALETTE.length];
+      const sw = h('span', {class: 'swatch'}); sw.style.background = colour(i);
       return h('div', {}, cb, h('label', {for: 'cls-' + i}, sw, c));
     }));
     const lvlSel = h('select', {id: 'level-filter'}, h('option', {value: '', text: t('all')}), det.levels.map((l, i) => h('option', {value: String(i), text: l})));
@@ -408,7 +484,7 @@
         if (!visible(i)) continue;
         const o = i * 4;
         if (bbox[o + 2] < ox || bbox[o] > extent[2] || H - bbox[o + 1] < extent[1] || H - bbox[o + 3] > oy) continue;
-        const key = cls[i] * 4 + lvl[i] + 1;
+        const key = cls[i] * 4 + (lvl[i] + 1);  // level -1 (none) is slot 0
         if ((bbox[o + 2] - bbox[o]) * s < 4) {
           let d = dots.get(cls[i]); if (!d) { d = []; dots.set(cls[i], d); }
           d.push((bbox[o] - ox) * s, (oy - (H - bbox[o + 1])) * s);
@@ -422,12 +498,12 @@
       }
       const dot = Math.max(2, 2 * pixelRatio);
       for (const [c, d] of dots) {
-        g.fillStyle = PALETTE[c % PALETTE.length];
+        g.fillStyle = colour(c);
         for (let k = 0; k < d.length; k += 2) g.fillRect(d[k], d[k + 1], dot, dot);
       }
       for (const [key, p] of groups) {
-        const c = Math.floor((key - 1) / 4), l = ((key - 1) % 4) - 1;
-        g.fillStyle = PALETTE[c % PALETTE.length] + '99'; g.fill(p);
+        const c = Math.floor(key / 4), l = (key % 4) - 1;
+        g.fillStyle = colour(c) + '99'; g.fill(p);
         g.strokeStyle = l >= 0 ? LEVEL_STROKE[l] : '#9e9e9e'; g.lineWidth = (1 + Math.max(l, 0)) * pixelRatio; g.stroke(p);
       }
       document.body.dataset.drawMs = String(Math.round(performance.now() - d0));
@@ -469,6 +545,259 @@
       document.body.dataset.state = 'ready'; document.body.dataset.map = 'ready';
     });
     document.body.dataset.state = 'map-loading';
+  }
+
+  // -- imagery compare -------------------------------------------------------------------------------
+  const enc = encodeURIComponent;
+  const itemOption = (v) => h('option', {value: v.id, 'data-label': v.label, text: `[${v.label}] ${v.name} (${v.id})`});
+  const itemLink = (v) => h('span', {}, showLabel(v.label, v.label_display), ' ', h('a', {href: '#/item/' + enc(v.id), text: v.name}));
+  const headRow = (keys) => h('thead', {}, h('tr', {}, keys.map((k) => h('th', {scope: 'col', text: k}))));
+
+  async function compareView(view) {
+    const dets = await call('GET', '/items?kind=detections&limit=200');
+    const geo = await call('GET', '/items?name=.geojson&limit=200');
+    const zoneItems = geo.items.filter((v) => !['detections', 'change'].includes(v.kind));
+    const changes = await call('GET', '/items?kind=change&limit=50');
+    const imgs = await call('GET', '/items?kind=image&limit=200');
+    raise(dets.items.concat(zoneItems, changes.items, imgs.items).map((v) => v.label));
+    // detections of each date, or images (detected first with the default detector)
+    const dates = () => [h('optgroup', {label: t('detections')}, dets.items.map(itemOption)), h('optgroup', {label: t('images')}, imgs.items.map(itemOption))];
+    const before = h('select', {id: 'cmp-before', required: true}, dates());
+    const after = h('select', {id: 'cmp-after', required: true}, dates());
+    if (dets.items.length > 1) before.selectedIndex = 1;  // newest first: the later date is the first one
+    const zones = h('select', {id: 'cmp-zones'}, h('option', {value: '', text: t('noZones')}), zoneItems.map(itemOption));
+    const alert = h('input', {id: 'cmp-alert', type: 'number', min: 1, step: 1});
+    const out = h('div', {id: 'cmp-status', role: 'status'});
+    const f = h('form', {class: 'inline', id: 'cmp-form'}, field('cmp-before', 'before', before), field('cmp-after', 'after', after),
+      field('cmp-zones', 'zones', zones), field('cmp-alert', 'alertAt', alert), h('button', {type: 'submit', id: 'cmp-run', text: t('compareRun')}));
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault(); out.replaceChildren();
+      try {
+        const body = {before: before.value, after: after.value};
+        if (zones.value) body.zones = zones.value;
+        if (alert.value) body.alert = Number(alert.value);
+        const r = await call('POST', '/imagery/compare', body);
+        const job = await watchJob(r.job, out);
+        location.hash = '#/change/' + enc(job.result.item);
+      } catch (e) { out.append(h('p', {class: 'error', id: 'cmp-error', text: e.message})); document.body.dataset.state = 'compare-error'; }
+    });
+    view.append(h('h1', {text: t('compare')}), f, out, h('h2', {text: t('change')}),
+      h('ul', {id: 'changes'}, changes.items.map((v) => h('li', {'data-id': v.id}, showLabel(v.label, v.label_display), ' ',
+        h('a', {href: '#/change/' + enc(v.id), text: v.name}), ` — ${v.created_at.slice(0, 19).replace('T', ' ')}`)),
+        changes.items.length ? null : h('li', {text: t('none')})));
+  }
+
+  async function changeView(view, id) {
+    const ch = await call('GET', '/items/' + enc(id) + '/change');
+    raise([ch.label]);
+    const cols = ['zone', 'class', 'before', 'after', 'appeared', 'departed', 'moved', 'unchanged'];
+    const table = h('table', {id: 'change-table'}, headRow([t('zone'), t('classes'), t('colBefore'), t('colAfter'), t('appeared'), t('departed'), t('moved'), t('unchanged')]),
+      h('tbody', {}, ch.rows.map((r) => h('tr', {'data-zone': r.zone, 'data-class': r.class}, cols.map((k) => h('td', {'data-col': k, text: r[k]}))))));
+    const alerts = ch.alerts.length
+      ? h('ul', {id: 'alerts'}, ch.alerts.map((a) => h('li', {class: 'error', text: `${a.zone} — ${a.class} : ${a.before} → ${a.after} (${t('delta')} ${a.delta}, ${t('threshold')} ${a.threshold})`})))
+      : h('p', {id: 'alerts', text: t('noAlert')});
+    const card = h('div', {class: 'card', id: 'change-card'}, h('h2', {}, showLabel(ch.label, ch.label_display), ' ', t('perZone'), ' — ', ch.change.name),
+      h('p', {}, t('colBefore') + ' : ', h('a', {href: '#/item/' + enc(ch.before), id: 'change-before', text: ch.before}), ' · ',
+        t('colAfter') + ' : ', h('a', {href: '#/item/' + enc(ch.after), id: 'change-after', text: ch.after})), table, h('h2', {text: t('alerts')}), alerts);
+    await mapView(view, id);
+    view.append(card);
+  }
+
+  // -- robot pack: missions, approvals, runs, replay --------------------------------------------------
+  async function missionView(view, id) {
+    const m = await call('GET', '/pack/missions/' + enc(id));
+    raise([m.label]);
+    const v = m.mission, meta = v.metadata || {};
+    view.append(h('h1', {id: 'mission-name'}, showLabel(v.label, v.label_display), ' ', v.name));
+    view.append(h('div', {class: 'card'}, h('table', {id: 'mission-meta'}, [['id', h('a', {href: '#/item/' + enc(v.id), text: v.id})],
+      [t('detections'), meta.from_detections ? h('a', {href: '#/item/' + enc(meta.from_detections), text: meta.from_detections}) : '—'],
+      [t('wanted'), meta.level || '—'], [t('by'), v.created_by], [t('created'), v.created_at.slice(0, 19)]].map(([k, x]) => h('tr', {}, h('th', {text: k}), h('td', {}, x))))));
+    const officer = me.roles.includes('officer') || me.roles.includes('admin');
+    const rows = m.tasks.map((tk) => {
+      let action = '';
+      if (tk.marked && !tk.decision && officer) {
+        const rid = 'dec-reason-' + tk.task;
+        const reason = h('input', {id: rid, required: true});
+        const out = h('span', {class: 'error', role: 'status', id: 'dec-out-' + tk.task});
+        const decide = async (decision) => {
+          if (!reason.value.trim()) { out.textContent = t('reason') + ' ?'; reason.focus(); return; }
+          try { await call('POST', `/pack/missions/${enc(v.id)}/tasks/${enc(tk.task)}/decision`, {decision, reason: reason.value}); await route(); } catch (e) { out.textContent = e.message; }
+        };
+        action = h('div', {class: 'inline-decision'}, h('label', {for: rid, text: t('reason')}), reason,
+          h('button', {type: 'button', id: 'approve-' + tk.task, onclick: () => decide('approve'), text: t('approve')}),
+          h('button', {type: 'button', class: 'secondary', id: 'reject-' + tk.task, onclick: () => decide('reject'), text: t('reject')}), out);
+      }
+      const dec = tk.decision ? t(tk.decision === 'approve' ? 'approved' : 'rejected') : (tk.marked ? t('pending') : '—');
+      return h('tr', {'data-task': tk.task, 'data-decision': tk.decision || ''}, h('td', {text: tk.task}), h('td', {text: tk.class || '—'}), h('td', {text: tk.level}),
+        h('td', {text: tk.marked ? t('needed') : t('notNeeded')}), h('td', {class: 'decision', text: dec}), h('td', {text: tk.by || ''}), h('td', {text: tk.reason || ''}), h('td', {}, action));
+    });
+    view.append(h('div', {class: 'card'}, h('h2', {text: t('tasks')}), h('table', {id: 'tasks'},
+      headRow([t('task'), t('classes'), t('wanted'), t('marked'), t('decision'), t('by'), t('reason'), '']), h('tbody', {}, rows))));
+    const seed = h('input', {id: 'mission-seed', type: 'number', value: '0', min: '0'});
+    const pace = h('input', {id: 'mission-pace', type: 'number', min: '0.1', step: 'any', placeholder: '—'});
+    const out = h('div', {id: 'mission-status', role: 'status'});
+    const f = h('form', {class: 'inline', id: 'mission-run-form'}, field('mission-seed', 'seed', seed), field('mission-pace', 'pace', pace),
+      h('button', {type: 'submit', id: 'mission-run', text: t('runMission')}));
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      try {
+        const body = {mission: v.id, seed: Number(seed.value) || 0};
+        if (pace.value) body.pace = Number(pace.value);
+        const r = await call('POST', '/pack/runs', body);
+        const job = await watchJob(r.job, out);
+        location.hash = '#/run/' + enc(job.result.item);
+      } catch (e) { out.append(h('p', {class: 'error', text: e.message})); }
+    });
+    const runs = h('ul', {id: 'runs'}, m.runs.filter((r) => r.results).map((r) => h('li', {}, showLabel(r.results.label), ' ',
+      h('a', {href: '#/run/' + enc(r.results.id), text: `${t('seed')} ${r.seed} — ${r.results.name}`}), ` (${r.findings.length} ${t('findings').toLowerCase()})`)));
+    view.append(h('div', {class: 'card'}, h('h2', {text: t('runs')}), f, out, runs));
+  }
+
+  async function runView(view, id) {
+    const r = await call('GET', '/items/' + enc(id) + '/results');
+    raise([r.label]);
+    view.append(h('h1', {id: 'run-name'}, showLabel(r.results.label, r.results.label_display), ' ', r.results.name));
+    const plain = Object.entries(r.metrics).filter(([, x]) => x === null || ['number', 'string', 'boolean'].includes(typeof x));
+    view.append(h('div', {class: 'card'}, h('h2', {text: t('metrics')}), h('table', {id: 'metrics'},
+      plain.map(([k, x]) => h('tr', {'data-metric': k}, h('th', {text: k}), h('td', {text: typeof x === 'number' ? String(Math.round(x * 1000) / 1000) : String(x)}))))));
+    if (r.replay) {
+      const rep = await call('GET', '/items/' + enc(r.replay.id) + '/replay');
+      raise([rep.label]);
+      view.append(h('div', {class: 'card'}, h('h2', {}, showLabel(rep.label, rep.label_display), ' ', t('replay'), ' — ', rep.replay.name), player(rep)));
+    }
+    if (r.tasks.length) {
+      const keys = Object.keys(r.tasks[0]).slice(0, 7);
+      view.append(h('div', {class: 'card'}, h('h2', {text: t('gates')}), h('table', {id: 'run-tasks'}, headRow(keys),
+        h('tbody', {}, r.tasks.map((x) => h('tr', {'data-task': x.task, 'data-gate': x.gate || ''}, keys.map((k) => h('td', {text: x[k] === null ? '—' : String(x[k])}))))))));
+    }
+    view.append(h('div', {class: 'card'}, h('h2', {text: t('findings')}), h('ul', {id: 'findings'},
+      r.findings.map((x) => h('li', {'data-task': x.task}, itemLink(x), ` — ${t('task')} ${x.task}, ${t('level')} ${x.level}, robot ${x.robot}`)))));
+  }
+
+  // The pack's replay drawn in the page (the stored replay.html is never run in the console's origin).
+  function player(rep) {
+    const H = rep.header, F = rep.frames;
+    const [x0, y0, x1, y1] = H.extent;
+    const W = Math.min(1000, Math.max(320, (document.getElementById('view').clientWidth || 1000) - 40));
+    const scale = W / (x1 - x0);
+    const cv = h('canvas', {id: 'replay', width: W, height: Math.max(1, Math.round((y1 - y0) * scale)), role: 'img', 'aria-label': t('replay')});
+    const ctx = cv.getContext('2d');
+    const bg = document.createElement('canvas'); bg.width = cv.width; bg.height = cv.height;
+    const g = bg.getContext('2d');
+    const colours = ['#111', '#5d6b3a', '#0b2942', '#444'];
+    g.fillStyle = '#111'; g.fillRect(0, 0, bg.width, bg.height);
+    if (H.terrain) {
+      const cs = H.cell * scale;
+      for (let iy = 0; iy < H.terrain.length; iy++) for (let ix = 0; ix < H.terrain[0].length; ix++) {
+        g.fillStyle = H.nogo && H.nogo[iy][ix] ? '#6b2020' : colours[H.terrain[iy][ix]];
+        g.fillRect(ix * cs, bg.height - (iy + 1) * cs, cs + 0.5, cs + 0.5);
+      }
+    }
+    g.strokeStyle = '#aaa'; g.beginPath();
+    (H.area || []).forEach((p, i) => { const X = (p[0] - x0) * scale, Y = bg.height - (p[1] - y0) * scale; if (i) g.lineTo(X, Y); else g.moveTo(X, Y); });
+    g.closePath(); g.stroke();
+    const dom = {air: '#ffd54f', ground: '#81c784', surface: '#4fc3f7'};
+    const rc = (H.robot_type || []).map((tp) => dom[(H.domains || {})[tp]] || '#fff');
+    const slider = h('input', {type: 'range', id: 'replay-frame', min: 0, max: F.length - 1, value: 0});
+    const clock = h('span', {id: 'replay-time'});
+    const draw = (i) => {
+      const f = F[i];
+      ctx.drawImage(bg, 0, 0);
+      const r = Math.max(1.5, Math.min(4, 2000 / Math.max(1, f.x.length)));
+      for (let k = 0; k < f.x.length; k++) {
+        ctx.fillStyle = f.alive && !f.alive[k] ? '#555' : (rc[k] || '#fff');
+        ctx.fillRect((f.x[k] - x0) * scale - r / 2, cv.height - (f.y[k] - y0) * scale - r / 2, r, r);
+      }
+      (f.targets || []).forEach((p, k) => {
+        const seen = f.found && f.found[k] >= 0;
+        ctx.strokeStyle = seen ? '#fff' : '#e57373';
+        ctx.beginPath(); ctx.arc((p[0] - x0) * scale, cv.height - (p[1] - y0) * scale, 6, 0, 7); ctx.stroke();
+        if (seen) { ctx.fillStyle = '#fff'; ctx.fillText('DRI'[f.found[k]], (p[0] - x0) * scale + 8, cv.height - (p[1] - y0) * scale); }
+      });
+      clock.textContent = `t = ${Number(f.t).toFixed(1)} s${f.coverage === null || f.coverage === undefined ? '' : ` · ${(100 * f.coverage).toFixed(1)} %`} · ${t('frame')} ${i + 1} / ${F.length}`;
+      cv.dataset.frame = String(i);
+    };
+    let timer = null;
+    const play = h('button', {type: 'button', id: 'replay-play', text: t('play')});
+    const stop = () => { clearInterval(timer); timer = null; play.textContent = t('play'); };
+    play.addEventListener('click', () => {
+      if (timer) { stop(); return; }
+      play.textContent = t('pause');
+      timer = setInterval(() => {
+        if (!document.body.contains(cv)) { stop(); return; }
+        let i = +slider.value + 1; if (i >= F.length) i = 0; slider.value = i; draw(i);
+      }, 60);
+    });
+    slider.addEventListener('input', () => draw(+slider.value));
+    draw(0);
+    document.body.dataset.replay = 'ready';
+    return h('div', {id: 'player-box'}, h('div', {class: 'inline'}, play, ' ', h('label', {for: 'replay-frame', text: t('frame')}), ' ', slider, ' ', clock), cv);
+  }
+
+  // -- model factory -----------------------------------------------------------------------------------
+  const ACTIVE = ['queued', 'running'];
+  async function modelsView(view) {
+    const [ds, jobs, models] = [await call('GET', '/factory/datasets'), await call('GET', '/factory/jobs'), await call('GET', '/factory/models')];
+    raise([ds.label, jobs.label, models.label]);
+    const officer = me.roles.includes('officer') || me.roles.includes('admin');
+    view.append(h('h1', {text: t('nav.models')}));
+    view.append(h('div', {class: 'card'}, h('h2', {text: t('datasets')}), h('table', {id: 'datasets'},
+      headRow([t('label'), t('name'), t('images'), t('objects'), t('taxonomy'), t('created')]),
+      h('tbody', {}, ds.datasets.map((d) => h('tr', {'data-id': d.id}, h('td', {}, showLabel(d.label, d.label_display)),
+        h('td', {}, h('a', {href: '#/item/' + enc(d.id), text: d.name})), h('td', {text: d.images}), h('td', {text: d.objects}),
+        h('td', {text: (d.classes || []).join(', ')}), h('td', {text: String(d.created_at).slice(0, 19)})))))));
+    const dsel = h('select', {id: 'train-dataset', required: true}, ds.datasets.map((d) => h('option', {value: d.id, text: `[${d.label}] ${d.name}`})));
+    const epochs = h('input', {id: 'train-epochs', type: 'number', min: 1, value: 30});
+    const tout = h('p', {id: 'train-status', role: 'status'});
+    const tf = h('form', {class: 'inline', id: 'train-form'}, field('train-dataset', 'datasets', dsel), field('train-epochs', 'epochs', epochs),
+      h('button', {type: 'submit', id: 'train', text: t('train')}), tout);
+    tf.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      try { await call('POST', '/factory/jobs', {dataset: dsel.value, epochs: Number(epochs.value) || null}); await route(); } catch (e) { tout.textContent = e.message; tout.className = 'error'; }
+    });
+    const jbody = h('tbody', {});
+    const jobRows = (list) => jbody.replaceChildren(...list.map((j) => {
+      const c = ACTIVE.includes(j.state) && (j.submitted_by === me.user || me.roles.includes('admin'))
+        ? h('button', {type: 'button', class: 'secondary', text: t('cancel'), onclick: () => call('POST', '/factory/jobs/' + enc(j.id) + '/cancel').then(route, fail)}) : '';
+      return h('tr', {'data-job': j.id, 'data-state': j.state}, h('td', {}, showLabel(j.label, j.label_display)), h('td', {text: j.id}), h('td', {text: j.kind}),
+        h('td', {text: j.state}), h('td', {}, h('progress', {max: 1, value: j.progress || 0})), h('td', {text: j.submitted_by}),
+        h('td', {}, j.result && j.result.model ? h('a', {href: '#/item/' + enc(j.result.model), text: j.result.model}) : ''), h('td', {}, c));
+    }));
+    jobRows(jobs.jobs);
+    view.append(h('div', {class: 'card'}, h('h2', {text: t('trainJobs')}), tf, h('table', {id: 'factory-jobs'},
+      headRow([t('label'), 'id', t('kind'), t('state'), t('progress'), t('by'), t('result'), '']), jbody)));
+    // the progress of running jobs, in place (the rest of the page stays as it is)
+    const here = location.hash;
+    const poll = async () => {
+      if (location.hash !== here || !document.body.contains(jbody)) return;
+      try { const d = await call('GET', '/factory/jobs'); jobRows(d.jobs); raise([d.label]); if (d.jobs.some((j) => ACTIVE.includes(j.state))) setTimeout(poll, 2000); } catch (e) { /* the next visit shows it */ }
+    };
+    if (jobs.jobs.some((j) => ACTIVE.includes(j.state))) setTimeout(poll, 2000);
+    const mrows = models.models.map((m) => {
+      let promote = '';
+      if (officer) {
+        const aid = 'alias-' + m.id, gid = 'gate-' + m.id;
+        const alias = h('input', {id: aid, value: 'production', size: 10});
+        const gate = h('select', {id: gid}, h('option', {value: '', text: t('noGate')}), ds.datasets.map((d) => h('option', {value: d.id, text: d.name})));
+        const out = h('span', {role: 'status', id: 'promote-out-' + m.id});
+        const go = h('button', {type: 'button', id: 'promote-' + m.id, text: t('promote')});
+        go.addEventListener('click', async () => {
+          out.textContent = ''; out.className = '';
+          try {
+            const body = {alias: alias.value.trim()}; if (gate.value) body.gate = gate.value;
+            const r = await call('POST', '/factory/models/' + enc(m.id) + '/promote', body);
+            if (r.job) await watchJob(r.job, out);
+            await route();
+          } catch (e) { out.textContent = e.message; out.className = 'error'; }
+        });
+        promote = h('div', {class: 'inline-decision'}, h('label', {for: aid, text: t('alias')}), alias, h('label', {for: gid, text: t('gate')}), gate, go, out);
+      }
+      const map50 = m.metrics && typeof m.metrics.map50 === 'number' ? m.metrics.map50.toFixed(3) : '—';
+      return h('tr', {'data-model': m.id}, h('td', {}, showLabel(m.label, m.label_display)), h('td', {}, h('a', {href: '#/item/' + enc(m.id), text: m.model_name || m.name})),
+        h('td', {class: 'aliases', text: m.aliases.join(', ') || '—'}), h('td', {text: (m.taxonomy || []).join(', ')}), h('td', {text: map50}), h('td', {}, promote));
+    });
+    view.append(h('div', {class: 'card'}, h('h2', {text: t('models')}), h('table', {id: 'models'},
+      headRow([t('label'), t('name'), t('aliases'), t('taxonomy'), 'mAP50', '']), h('tbody', {}, mrows))));
   }
 
   // -- upload --------------------------------------------------------------------------------------
