@@ -24,7 +24,7 @@ from .upstream import upstream
 
 # 20 in the full run (CASEMATE_FAULT_KILLS=20, docs/benchmarks.md); each restart of the server
 # costs seconds of CPU, so CI runs fewer by default
-KILLS = int(os.environ.get("CASEMATE_FAULT_KILLS", "6"))
+KILLS = int(os.environ.get("CASEMATE_FAULT_KILLS", "4"))
 CLIENTS = 3
 STAGGER = 0.12  # s between the clients' questions
 WINDOW = 1.6  # s after the last question (an answer takes ~1 s here under load)
