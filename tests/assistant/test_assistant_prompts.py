@@ -93,3 +93,16 @@ def test_a_number_taken_from_elsewhere_in_the_source_is_withdrawn() -> None:
     law = _hit("La loi du 5 janvier 1988 relative à la fraude informatique, dite loi Godfrain.")
     assert not check_answer("La loi du 5 janvier 1988 dite loi Godfrain.", "Quelle loi de 1988 ?", [law],
                             "fr").withdrawn
+
+
+def test_evaluation_keys_are_reproducible_and_production_keys_random() -> None:
+    from casemate.assistant import prompts
+
+    key = prompts._frame_key
+    assert key("Combien ?") != key("Combien ?")  # random per request
+    prompts.reproducible_keys(b"s")
+    try:
+        assert key("Combien ?") == key("Combien ?") != key("Quand ?")
+    finally:
+        prompts.reproducible_keys(None)
+    assert key("Combien ?") != key("Combien ?")

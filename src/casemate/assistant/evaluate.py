@@ -277,6 +277,9 @@ def evaluate_answers(path: Path, *, corpus: Path | None = None, engine: Any = No
     scratch = _Scratch(paragraphs, index_progress, engine=engine, embedder=embedder, extra=extra)
     result = AnswerEval(len(questions), sum(not q.impossible for q in questions),
                         sum(q.impossible for q in questions))
+    from casemate.assistant import prompts
+
+    prompts.reproducible_keys(b"casemate-eval-answers")  # a repeatable run (see prompts.reproducible_keys)
     try:
         result.engine = str(getattr(scratch.assistant.engine, "name", ""))
         times, f1s, recalls, cites, nf_ok, false_nf = [], [], [], [], [], []
@@ -311,6 +314,7 @@ def evaluate_answers(path: Path, *, corpus: Path | None = None, engine: Any = No
             if progress is not None:
                 progress(n, len(questions))
     finally:
+        prompts.reproducible_keys(None)
         scratch.close()
     mean = statistics.fmean
     result.f1 = mean(f1s) if f1s else 0.0

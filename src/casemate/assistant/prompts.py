@@ -13,6 +13,7 @@ Retrieved text is data, never instructions:
 
 from __future__ import annotations
 
+import hmac
 import re
 import secrets
 import unicodedata
@@ -115,10 +116,27 @@ def neutralise_imperatives(text: str) -> str:
     return _SENTENCE.sub(one, text)
 
 
+_EVAL_KEY_SECRET: bytes | None = None  # set only by evaluation runs (reproducible_keys)
+
+
+def reproducible_keys(secret: bytes | None) -> None:
+    """Evaluation only: frame keys derived from `secret` and the question instead of random ones,
+    so that a run of the answer set is repeatable (a random key changes the prompt, and the small
+    model's answers with it: the gate's sample gave F1 0.18 to 0.51 run to run). None: random."""
+    global _EVAL_KEY_SECRET
+    _EVAL_KEY_SECRET = secret
+
+
+def _frame_key(question: str) -> str:
+    if _EVAL_KEY_SECRET is None:
+        return secrets.token_hex(4)
+    return hmac.new(_EVAL_KEY_SECRET, question.encode("utf-8"), "sha256").hexdigest()[:8]
+
+
 def build_messages(question: str, hits: Sequence[Hit], language: str,
                    history: Sequence[dict[str, str]] = (), key: str | None = None) -> list[dict[str, str]]:
     """A system message, earlier turns, then the sources framed as data and the question."""
-    key = key or secrets.token_hex(4)
+    key = key or _frame_key(question)
     parts = []
     for n, hit in enumerate(hits, start=1):
         where = frame_source(" ".join(f"{hit.name}, {format_anchor(hit.anchor)}".split()))
