@@ -381,9 +381,6 @@ class CBBA:
             SsW = self.S.copy() if Ss is None else Ss
             packed = False
         log: list[np.ndarray] | None = [] if (not packed and not rows_mode and self._s_buf is not None) else None
-        n_ranks = int(rank[-1]) + 1
-        bounds = np.searchsorted(rank[e], np.arange(n_ranks + 1))
-        rank_bounds = np.searchsorted(rank, np.arange(n_ranks + 1))
         # Relayed timestamps only matter for agents named as winners (the table reads S[., winner] and the
         # timeout checks winners): each message relays just the columns of the winners that sender and
         # receiver name, so a round is O(messages x tasks), not O(messages x agents). Direct news
@@ -408,17 +405,7 @@ class CBBA:
         w1 = SW.shape[1]
         swf, ssf = SW.reshape(-1), SsW.reshape(-1)
         tmf = tmask.reshape(-1)
-        for r in range(n_ranks):
-            lo, hi = bounds[r], bounds[r + 1]
-            ee, jj = e[lo:hi], j[lo:hi]
-            m_lo, m_hi = rank_bounds[r], rank_bounds[r + 1]
-            k, i = src[m_lo:m_hi], dst[m_lo:m_hi]
-            hot = m_lo + np.flatnonzero(trow[i])
-            if len(hot):
-                e2, j2 = np.nonzero(tmask[dst[hot]])
-                if len(e2):
-                    # a repeated (message, task) entry computes the same result twice: harmless
-                    ee, jj = np.concatenate([ee, hot[e2]]), np.concatenate([jj, j2])
+        for k, i, ee, jj in _rank_batches(src, dst, rank, e, j, tmask, trow):
             if len(ee):
                 ti, fij = self._merge(src[ee], dst[ee], jj, Ys, Zs, swf, ssf, w1, loc)
                 if len(ti):
@@ -458,21 +445,9 @@ class CBBA:
                          Ys: np.ndarray, Zs: np.ndarray, Ts: np.ndarray, t: float) -> None:
         """consensus() with local timestamps: messages by rank as there, each merge then relay reading the
         (N, M) tables only."""
-        n_ranks = int(rank[-1]) + 1
-        bounds = np.searchsorted(rank[e], np.arange(n_ranks + 1))
-        rank_bounds = np.searchsorted(rank, np.arange(n_ranks + 1))
         tmask = np.zeros((self.n, self.m), dtype=bool)
         trow = np.zeros(self.n, dtype=bool)
-        for r in range(n_ranks):
-            lo, hi = bounds[r], bounds[r + 1]
-            ee, jj = e[lo:hi], j[lo:hi]
-            m_lo, m_hi = rank_bounds[r], rank_bounds[r + 1]
-            k, i = src[m_lo:m_hi], dst[m_lo:m_hi]
-            hot = m_lo + np.flatnonzero(trow[i])
-            if len(hot):
-                e2, j2 = np.nonzero(tmask[dst[hot]])
-                if len(e2):
-                    ee, jj = np.concatenate([ee, hot[e2]]), np.concatenate([jj, j2])
+        for k, i, ee, jj in _rank_batches(src, dst, rank, e, j, tmask, trow):
             if len(ee):
                 ti, fij = self._merge_local(src[ee], dst[ee], jj, Ys, Zs, Ts, t)
                 if len(ti):
@@ -723,3 +698,24 @@ class CBBA:
             p = [j for j in self.path[i] if j >= 0]
             tot += path_score(agent_pos[i], float(speed[i]), self.task_pos[p], self.task_value[p], self.cfg.discount)
         return tot
+
+
+def _rank_batches(src: np.ndarray, dst: np.ndarray, rank: np.ndarray, e: np.ndarray, j: np.ndarray,
+                  tmask: np.ndarray, trow: np.ndarray):
+    """The round's messages rank by rank, as (senders, receivers, merge entries, their tasks): each
+    rank's entries plus those of its messages whose receiver took news earlier in the round (`tmask`
+    and `trow`, which the caller updates between batches; read lazily, batch by batch)."""
+    n_ranks = int(rank[-1]) + 1
+    bounds = np.searchsorted(rank[e], np.arange(n_ranks + 1))
+    rank_bounds = np.searchsorted(rank, np.arange(n_ranks + 1))
+    for r in range(n_ranks):
+        ee, jj = e[bounds[r]:bounds[r + 1]], j[bounds[r]:bounds[r + 1]]
+        m_lo, m_hi = rank_bounds[r], rank_bounds[r + 1]
+        k, i = src[m_lo:m_hi], dst[m_lo:m_hi]
+        hot = m_lo + np.flatnonzero(trow[i])
+        if len(hot):
+            e2, j2 = np.nonzero(tmask[dst[hot]])
+            if len(e2):
+                # a repeated (message, task) entry computes the same result twice: harmless
+                ee, jj = np.concatenate([ee, hot[e2]]), np.concatenate([jj, j2])
+        yield k, i, ee, jj
