@@ -32,6 +32,7 @@ class Fusion:
 
     bm25: float = 1.0
     dense: float = 1.0
+    k: int = RRF_K  # the reciprocal-rank constant: 1 / (k + rank)
 
     @classmethod
     def named(cls, name: str) -> Fusion:
@@ -183,7 +184,7 @@ class SearchIndex:
                 pos = int(positions[j])
                 store[pos] = float(scores[j])
                 if weight > 0:
-                    fused[pos] = fused.get(pos, 0.0) + weight / (RRF_K + rank + 1)
+                    fused[pos] = fused.get(pos, 0.0) + weight / (fusion.k + rank + 1)
         best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         hits = []
         for pos, score in best:
