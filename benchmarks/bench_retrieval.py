@@ -156,6 +156,10 @@ def main() -> int:
                     cached_embed(emb, [q for q, _ in qs], "query: ", args.cache)
                 continue
             for prefix in args.query_prefix or ["query: "]:
+                if prefix != "query: " and not hasattr(emb, "_embed"):
+                    print(f"{kind}: only the 'query: ' prefix (its engine adds it itself); {prefix!r} skipped",
+                          file=sys.stderr)
+                    continue
                 for set_name, qs in sets.items():
                     qv, _ = cached_embed(emb, [q for q, _ in qs], prefix, args.cache)
                     for fname, fusion in fusions.items():
