@@ -61,5 +61,7 @@ def test_without_the_defences_the_obedient_model_is_steered(monkeypatch: pytest.
                                                                                              False, 1.0))
     attacks = [a for a in load_attacks() if a["family"] in ("indirect_injection", "unicode")]
     report = run_redteam(attacks, engine=ScriptedEngine(), embedder=HashEmbedder())
-    assert report.per_family["indirect_injection"]["rate"] > 0.3  # 0.38 measured; 0.0 with the defences
+    # 0.30 measured with the default fusion (BM25 0.5, k 10; 0.38 with the equal-weight one before
+    # session 6: the hashed stand-in embedder makes the dense half noise); 0.0 with the defences
+    assert report.per_family["indirect_injection"]["rate"] > 0.2
     assert report.disclosures == 0  # labels still hold: that guarantee does not rest on the model
