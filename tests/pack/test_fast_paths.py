@@ -137,6 +137,65 @@ def test_lean_merge_equals_full_merge_on_random_states() -> None:
         assert len(out[0][2]) > 0  # entries did change
 
 
+
+def test_local_merge_shortcut_equals_the_table_on_random_states() -> None:
+    """The local-timestamp merge decides entries where both sides name a third agent without the table;
+    over random winners (the sender, the receiver, a third agent, nobody), bids with ties and timestamps
+    it decides every entry as the table does (and the shortcut is taken: most entries are third-party)."""
+    from casemate.pack.allocation.cbba import _local_table_act
+
+    r = np.random.default_rng(13)
+    n, m, e = 40, 6, 4000
+    seen = np.zeros(3, dtype=np.int64)  # leaves, updates, resets over all trials
+    for trial in range(20):
+        kk, ii = r.integers(0, n, e), r.integers(0, n, e)
+        keep = kk != ii
+        kk, ii = kk[keep], ii[keep]
+        j = r.integers(0, m, len(kk))
+        _, first = np.unique(ii * m + j, return_index=True)  # receivers unique per task in one batch
+        kk, ii, j = kk[first], ii[first], j[first]
+        cb = CBBA(n, local=True)
+        cb.add_tasks(r.uniform(0, 100, (m, 2)), r.uniform(1, 2, m), np.ones((n, m), dtype=bool))
+        third = r.integers(0, n, (n, m))
+        Z = third.copy()
+        Zs = r.integers(0, n, (n, m))
+        for tab in (Z, Zs):  # some entries name the receiver, the sender or nobody
+            u = r.random((n, m))
+            tab[u < 0.1] = -1
+        sel = r.random(len(kk)) < 0.1
+        Z[ii[sel], j[sel]] = kk[sel]
+        sel = r.random(len(kk)) < 0.1
+        Zs[kk[sel], j[sel]] = ii[sel]
+        sel = r.random(len(kk)) < 0.1
+        Zs[kk[sel], j[sel]] = kk[sel]
+        sel = r.random(len(kk)) < 0.1
+        Zs[kk[sel], j[sel]] = Z[ii[sel], j[sel]]  # both name the same winner
+        cb.Z = Z.astype(np.int64)
+        cb.Y = np.where(cb.Z >= 0, r.choice([1.0, 1.5, 2.0], (n, m)), 0.0)
+        Ys = np.where(Zs >= 0, r.choice([1.0, 1.5, 2.0], (n, m)), 0.0)
+        cb.T = r.integers(0, 4, (n, m)).astype(np.float32)  # few values: equal, older and newer news
+        Ts = r.integers(0, 4, (n, m)).astype(np.float32)
+        t = 3.0
+        # the table's verdict on every entry, from the state before the merge
+        fk, fi = kk * m + j, ii * m + j
+        yk, zk, tk = Ys.reshape(-1)[fk], Zs.reshape(-1)[fk], Ts.reshape(-1)[fk]
+        yi, zi, ti = cb.Y.reshape(-1)[fi], cb.Z.reshape(-1)[fi], cb.T.reshape(-1)[fi]
+        si_m = np.where(zi == zk, ti, np.where(zk == ii, np.float32(t), np.float32(0)))
+        act = _local_table_act(kk, ii, yk, zk, yi, zi, ti, tk, si_m, t)
+        Y0, Z0, T0 = cb.Y.copy(), cb.Z.copy(), cb.T.copy()
+        ch_i, fc = cb._merge_local(kk, ii, j, Ys, Zs.astype(np.int64), Ts, t)
+        upd, rst = act == 1, act == 2
+        seen += np.bincount(act, minlength=3)
+        assert np.array_equal(np.sort(fc), np.sort(fi[act > 0]))
+        Yw, Zw, Tw = Y0.reshape(-1).copy(), Z0.reshape(-1).copy(), T0.reshape(-1).copy()
+        Yw[fi[upd]], Zw[fi[upd]], Tw[fi[upd]] = yk[upd], zk[upd], si_m[upd]
+        Yw[fi[rst]], Zw[fi[rst]], Tw[fi[rst]] = 0.0, -1, 0.0
+        assert np.array_equal(cb.Y.reshape(-1), Yw) and np.array_equal(cb.Z.reshape(-1), Zw)
+        assert np.array_equal(cb.T.reshape(-1), Tw)
+        third_party = (zk >= 0) & (zk != kk) & (zk != ii) & (zi >= 0) & (zi != ii) & (zi != kk)
+        assert third_party.mean() > 0.3, trial
+    assert (seen > 20).all(), seen
+
 def test_shared_neighbour_query_gives_the_same_links_and_velocities() -> None:
     """The radio and avoidance reuse one nearest-neighbour query on exchange steps."""
     from casemate.pack.avoidance import AvoidanceConfig, avoidance_reach, choose_velocities
