@@ -343,10 +343,13 @@ class CBBA:
         by_rank = _stable_argsort(rank, int(rank.max()) + 1)
         src, dst, rank = src[by_rank], dst[by_rank], rank[by_rank]
         if self.m:
+            # row gathers with np.take and a flat nonzero: the same entries in the same order, several
+            # times cheaper than fancy-indexed rows and a 2-D nonzero
             if 2 * len(open_j) > self.m:
-                e, j = np.nonzero(Ys[src] != self.Y[dst])
+                e, j = np.divmod(np.flatnonzero(np.take(Ys, src, axis=0) != np.take(self.Y, dst, axis=0)), self.m)
             else:
-                e, jl = np.nonzero(Ys[:, open_j][src] != self.Y[:, open_j][dst])
+                e, jl = np.divmod(np.flatnonzero(np.take(Ys[:, open_j], src, axis=0)
+                                                 != np.take(self.Y[:, open_j], dst, axis=0)), len(open_j))
                 j = open_j[jl]
         else:
             e = j = np.zeros(0, dtype=np.int64)
@@ -456,8 +459,8 @@ class CBBA:
             if self.m:
                 # relay, task by task: the sender's news of the winner the receiver names, where the sender
                 # names the same one (of now where that winner is the sender itself)
-                Zi, Ti = self.Z[i], self.T[i]
-                sk = np.where(Zs[k] == Zi, Ts[k], np.float32(0))
+                Zi, Ti = np.take(self.Z, i, axis=0), np.take(self.T, i, axis=0)
+                sk = np.where(np.take(Zs, k, axis=0) == Zi, np.take(Ts, k, axis=0), np.float32(0))
                 sk[Zi == k[:, None]] = t
                 np.maximum(Ti, sk, out=Ti)
                 self.T[i] = Ti
@@ -733,7 +736,7 @@ def _rank_batches(src: np.ndarray, dst: np.ndarray, rank: np.ndarray, e: np.ndar
         k, i = src[m_lo:m_hi], dst[m_lo:m_hi]
         hot = m_lo + np.flatnonzero(trow[i])
         if len(hot):
-            e2, j2 = np.nonzero(tmask[dst[hot]])
+            e2, j2 = np.divmod(np.flatnonzero(np.take(tmask, dst[hot], axis=0)), tmask.shape[1])
             if len(e2):
                 # a repeated (message, task) entry computes the same result twice: harmless
                 ee, jj = np.concatenate([ee, hot[e2]]), np.concatenate([jj, j2])
