@@ -180,7 +180,7 @@ def test_local_merge_shortcut_equals_the_table_on_random_states() -> None:
         fk, fi = kk * m + j, ii * m + j
         yk, zk, tk = Ys.reshape(-1)[fk], Zs.reshape(-1)[fk], Ts.reshape(-1)[fk]
         yi, zi, ti = cb.Y.reshape(-1)[fi], cb.Z.reshape(-1)[fi], cb.T.reshape(-1)[fi]
-        si_m = np.where(zi == zk, ti, np.where(zk == ii, np.float32(t), np.float32(0)))
+        si_m = np.where(zi == zk, ti, np.where(zk == ii, np.float32(t), np.float32(0)))  # as written out
         act = _local_table_act(kk, ii, yk, zk, yi, zi, ti, tk, si_m, t)
         Y0, Z0, T0 = cb.Y.copy(), cb.Z.copy(), cb.T.copy()
         ch_i, fc = cb._merge_local(kk, ii, j, Ys, Zs.astype(np.int64), Ts, t)

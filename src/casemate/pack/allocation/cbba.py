@@ -484,17 +484,19 @@ class CBBA:
         # the table on random states; the other entries go through the table.
         act = np.where(same, tk > ti, beats).view(np.int8)
         direct = (zk < 0) | (zk == kk) | (zk == ii) | (zi < 0) | (zi == ii) | (zi == kk)
-        si_m = np.where(same, ti, np.where(zk == ii, np.float32(t), np.float32(0)))  # the receiver's news of m
         if direct.any():
             d = np.flatnonzero(direct)
             act = act.copy()
-            act[d] = _local_table_act(kk[d], ii[d], yk[d], zk[d], yi[d], zi[d], ti[d], tk[d], si_m[d], t)
-        upd = act == 1
-        ch = act > 0
+            act[d] = _local_table_act(kk[d], ii[d], yk[d], zk[d], yi[d], zi[d], ti[d], tk[d],
+                                      _news_of_m(same[d], ti[d], zk[d], ii[d], t), t)
+        ch = np.flatnonzero(act)  # the entries that change (about one in ten): the writes are worked out there
+        upd = act[ch] == 1
         fc = fi[ch]
-        Yf[fc] = np.where(upd, yk, 0.0)[ch]
-        Zf[fc] = np.where(upd, zk, NONE)[ch]
-        Tf[fc] = np.where(upd, si_m, 0.0)[ch]  # what it knew of the new winner (the relay then adds the sender's)
+        zc = zk[ch]
+        Yf[fc] = np.where(upd, yk[ch], 0.0)
+        Zf[fc] = np.where(upd, zc, NONE)
+        # what it knew of the new winner (the relay then adds the sender's)
+        Tf[fc] = np.where(upd, _news_of_m(same[ch], ti[ch], zc, ii[ch], t), 0.0)
         return ii[ch], fc
 
     def _finish_round(self, SW: np.ndarray, W: np.ndarray | None, src: np.ndarray, dst: np.ndarray, t: float,
@@ -702,6 +704,12 @@ class CBBA:
             p = [j for j in self.path[i] if j >= 0]
             tot += path_score(agent_pos[i], float(speed[i]), self.task_pos[p], self.task_value[p], self.cfg.discount)
         return tot
+
+
+def _news_of_m(same: np.ndarray, ti: np.ndarray, zk: np.ndarray, ii: np.ndarray, t: float) -> np.ndarray:
+    """The receiver's news (local timestamps) of the winner the sender names: its own where both name the
+    same one, now where that winner is the receiver itself, else none."""
+    return np.where(same, ti, np.where(zk == ii, np.float32(t), np.float32(0)))
 
 
 def _local_table_act(kk: np.ndarray, ii: np.ndarray, yk: np.ndarray, zk: np.ndarray, yi: np.ndarray, zi: np.ndarray,
