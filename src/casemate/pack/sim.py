@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -264,6 +265,8 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
             self._record()
         self.wall += time.perf_counter() - t0
 
+    split_query_from = 1024  # robots in each half: below, one thread does the whole radio query
+
     def _near_now(self, radio: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
         """The nearest-neighbour query of the alive robots this step, for avoidance and, on an exchange
         step, the radio too (positions do not change in between): as many neighbours and as far as
@@ -277,7 +280,18 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
         if radio:
             bound = max(bound, float(f.param("radio_range")[idx].max()))
         p3 = f.pos3()[idx]
-        near = cKDTree(p3).query(p3, k=k, distance_upper_bound=bound)
+        tree = cKDTree(p3)
+        h = len(p3) // 2
+        if radio and len(f) >= self.inline_below and h >= self.split_query_from:
+            # The radio's query (the step's largest) in two halves, the second on the worker thread: its
+            # round has finished by now (the exchange waits for it next) and the tree releases the GIL.
+            # Each row is the query of one point: the same rows as one query.
+            other = self._submit(partial(tree.query, k=k, distance_upper_bound=bound), p3[h:])
+            first = tree.query(p3[:h], k=k, distance_upper_bound=bound)
+            second = other.result()
+            near = (np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]]))
+        else:
+            near = tree.query(p3, k=k, distance_upper_bound=bound)
         self._near = (self.step_no, near)
         return near
 
