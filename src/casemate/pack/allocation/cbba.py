@@ -461,9 +461,10 @@ class CBBA:
                 # names the same one (of now where that winner is the sender itself)
                 Zi, Ti = np.take(self.Z, i, axis=0), np.take(self.T, i, axis=0)
                 sk = np.where(np.take(Zs, k, axis=0) == Zi, np.take(Ts, k, axis=0), np.float32(0))
-                sk[Zi == k[:, None]] = t
+                sk = np.where(Zi == k[:, None], np.float32(t), sk)
                 np.maximum(Ti, sk, out=Ti)
-                self.T[i] = Ti
+                # receivers are unique within a rank: a flat put of their rows (cheaper than a row scatter)
+                np.put(self.T, (i * self.m)[:, None] + np.arange(self.m), Ti)
         self._release()
 
     def _merge_local(self, kk: np.ndarray, ii: np.ndarray, j: np.ndarray, Ys: np.ndarray, Zs: np.ndarray,
