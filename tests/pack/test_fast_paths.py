@@ -250,3 +250,45 @@ def test_redundancy_counts_footprint_entries_like_per_robot_masks() -> None:
         prev = now
         assert sim.visits == visits
     assert visits > 100 and sim.metrics()["redundancy"] is not None
+
+
+def test_neighbour_query_reusing_the_separation_tree_gives_the_same_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each step's neighbour query takes the tree the separation filter built on where the last step left
+    the robots (checked equal, point for point): the run is the one that builds its own, with fewer trees,
+    also when a robot is lost or moved from outside between steps."""
+    import copy
+    from pathlib import Path
+
+    import yaml
+
+    from casemate.pack import sim as sim_mod
+    from casemate.pack.scenario import parse_scenario
+
+    raw = yaml.safe_load((Path(sim_mod.__file__).parent / "scenarios" / "harbour-search.yaml").read_text())
+    raw["duration"] = 40
+    raw["failures"] = {"lose": [{"time": 15, "robots": [2]}]}  # a robot lost: the tree's robots change
+    sc = parse_scenario(copy.deepcopy(raw), "harbour.yaml")
+    built = {"n": 0}
+
+    class Counted(cKDTree):
+        def __init__(self, *a, **k) -> None:
+            built["n"] += 1
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(sim_mod, "cKDTree", Counted)
+    out = []
+    for reuse in (False, True):
+        built["n"] = 0
+        s = sim_mod.Simulation(sc, 4)
+        s.reuse_tree = reuse
+
+        def between(sim: sim_mod.Simulation) -> None:
+            if sim.step_no == 30:  # moved from outside between steps (as an autopilot's report does)
+                sim.fleet.pos[0] = sim.fleet.pos[1] + [4.0, 0.0]
+
+        r = s.run(between=between)
+        out.append((s.fleet.pos.tobytes(), s.fleet.vel.tobytes(), r.frames,
+                    {k: r.metrics[k] for k in ("coverage", "messages_sent", "collisions", "min_separation_m")},
+                    built["n"]))
+    assert out[0][:4] == out[1][:4]
+    assert out[1][4] < out[0][4] // 4  # the tree was reused on most steps
