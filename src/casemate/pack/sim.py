@@ -292,9 +292,9 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
             tree = cKDTree(p3)
         h = len(p3) // 2
         if radio and len(f) >= self.inline_below and h >= self.split_query_from:
-            # The radio's query (the step's largest) in two halves, the second on the worker thread: its
-            # round has finished by now (the exchange waits for it next) and the tree releases the GIL.
-            # Each row is the query of one point: the same rows as one query.
+            # The radio's query (the step's largest) in two halves, the second on the worker thread, queued
+            # behind its round (which the exchange waits for next anyway; it has usually finished); the
+            # tree releases the GIL. Each row is the query of one point: the same rows as one query.
             other = self._submit(partial(tree.query, k=k, distance_upper_bound=bound), p3[h:])
             first = tree.query(p3[:h], k=k, distance_upper_bound=bound)
             second = other.result()
