@@ -270,7 +270,7 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
         self.wall += time.perf_counter() - t0
 
     reuse_tree = True  # the neighbour query takes the separation filter's tree when the positions are its own
-    split_query_from = 1024  # robots in each half: below, one thread does the whole radio query
+    split_query_from = 700  # robots in the worker's part: below (about 2,100 robots), one thread does it all
 
     def _near_now(self, radio: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
         """The nearest-neighbour query of the alive robots this step, for avoidance and, on an exchange
@@ -290,9 +290,9 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
             tree = last[1]  # the separation filter's tree of these very positions: the same tree
         else:
             tree = cKDTree(p3)
-        h = len(p3) // 2
-        if radio and len(f) >= self.inline_below and h >= self.split_query_from:
-            # The radio's query (the step's largest) in two halves, the second on the worker thread, queued
+        h = len(p3) - len(p3) // 3  # the worker takes a third: it also runs the radio and the rounds
+        if radio and len(f) >= self.inline_below and len(p3) - h >= self.split_query_from:
+            # The radio's query (the step's largest) in two parts, the second on the worker thread, queued
             # behind its round (which the exchange waits for next anyway; it has usually finished); the
             # tree releases the GIL. Each row is the query of one point: the same rows as one query.
             other = self._submit(partial(tree.query, k=k, distance_upper_bound=bound), p3[h:])
