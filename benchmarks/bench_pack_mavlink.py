@@ -2,9 +2,12 @@
 to a ground station on loopback UDP (a separate process that reads and counts the messages).
 
 Steps with and without the bridge alternate in blocks, so load changes hit both alike; medians and
-means. The ground station is another process (as QGroundControl would be), so its reading costs the
+means of the wall time, and the process's CPU time per step (both threads of the simulation and the
+bridge; the ground station's process not counted): the CPU ratio is the figure that holds on a loaded
+machine. The ground station is another process (as QGroundControl would be), so its reading costs the
 simulation nothing but a share of the machine.
-Then the cost of one telemetry batch alone (the vehicles due in 100 ms), for both encoders, alternating.
+The bridge's own CPU (the calling thread's, inside tick()) per bridged step, against a plain step's
+CPU, is the headline overhead. Then the cost of one telemetry batch alone (the vehicles due in 100 ms), for both encoders, alternating.
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_pack_mavlink.py [--steps 600] [--block 50]
      [--encoder records|batch]
 """
@@ -54,6 +57,7 @@ def main() -> None:
     ap.add_argument("--encoder", choices=["records", "batch"], default="records",
                     help="records: one record per vehicle (default); batch: encode_batch per message type (before)")
     a = ap.parse_args()
+    load0 = round(os.getloadavg()[0], 2)
     port_q, count_q, stop = mp.Queue(), mp.Queue(), mp.Event()
     gcs = mp.Process(target=ground_station, args=(port_q, stop, count_q), daemon=True)
     gcs.start()
@@ -63,16 +67,21 @@ def main() -> None:
         sim.step()
     bridge = MavlinkBridge(sim, range(a.exposed), gcs=("127.0.0.1", port), rate_hz=a.rate, encoder=a.encoder)
     plain, bridged = [], []
+    cpu = {False: 0.0, True: 0.0}  # process CPU seconds, without and with the bridge
+    tick_cpu = 0.0  # CPU seconds of the calling thread inside bridge.tick(): the bridge's own work
     t_start = time.monotonic()
     for s in range(a.steps):
         on = (s // a.block) % 2 == 1
         if on and s % a.block == 0:
             bridge.resume()  # as if it had been running all along: no burst of overdue reports
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         sim.step()
         if on:
+            c1 = time.thread_time()
             bridge.tick()
+            tick_cpu += time.thread_time() - c1
         (bridged if on else plain).append(time.perf_counter() - t0)
+        cpu[on] += time.process_time() - c0
     wall = time.monotonic() - t_start
     sim.close()
     time.sleep(0.5)
@@ -93,14 +102,21 @@ def main() -> None:
             enc_ms[enc].append(1000 * (time.perf_counter() - t0))
     bridge.close()
     mp_, mb_ = statistics.median(plain), statistics.median(bridged)
+    cp_, cb_ = 1000 * cpu[False] / len(plain), 1000 * cpu[True] / len(bridged)
     print(json.dumps({
         "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
-        "load": os.getloadavg()[0], "robots": len(sim.fleet), "exposed": a.exposed, "rate_hz": a.rate,
+        "load_before": load0, "load": os.getloadavg()[0], "robots": len(sim.fleet), "exposed": a.exposed, "rate_hz": a.rate,
         "steps_each": len(plain), "median_step_ms_plain": round(1000 * mp_, 3),
         "median_step_ms_bridged": round(1000 * mb_, 3), "overhead_median_pct": round(100 * (mb_ / mp_ - 1), 2),
         "mean_step_ms_plain": round(1000 * statistics.fmean(plain), 3),
         "mean_step_ms_bridged": round(1000 * statistics.fmean(bridged), 3),
         "overhead_mean_pct": round(100 * (statistics.fmean(bridged) / statistics.fmean(plain) - 1), 2),
+        "cpu_ms_per_step_plain": round(cp_, 3), "cpu_ms_per_step_bridged": round(cb_, 3),
+        "overhead_cpu_pct": round(100 * (cb_ / cp_ - 1), 2),
+        # the bridge's own CPU per step against a plain step's CPU: the overhead without the step-to-step
+        # noise of the two blocks' simulation work (headline)
+        "bridge_cpu_ms_per_step": round(1000 * tick_cpu / len(bridged), 4),
+        "bridge_cpu_pct_of_plain_step": round(100 * 1000 * tick_cpu / len(bridged) / cp_, 2),
         "bridge_ms_per_tick": round(1000 * bridge.stats.wall_s / max(bridge.stats.ticks, 1), 4),
         "bridge_share_of_bridged_steps_pct": round(100 * bridge.stats.wall_s / sum(bridged), 2),
         "messages_sent": bridge.stats.sent, "messages_received_by_gcs": n_msgs, "vehicles_seen_by_gcs": n_sys,

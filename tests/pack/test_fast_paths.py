@@ -137,6 +137,65 @@ def test_lean_merge_equals_full_merge_on_random_states() -> None:
         assert len(out[0][2]) > 0  # entries did change
 
 
+
+def test_local_merge_shortcut_equals_the_table_on_random_states() -> None:
+    """The local-timestamp merge decides entries where both sides name a third agent without the table;
+    over random winners (the sender, the receiver, a third agent, nobody), bids with ties and timestamps
+    it decides every entry as the table does (and the shortcut is taken: most entries are third-party)."""
+    from casemate.pack.allocation.cbba import _local_table_act
+
+    r = np.random.default_rng(13)
+    n, m, e = 40, 6, 4000
+    seen = np.zeros(3, dtype=np.int64)  # leaves, updates, resets over all trials
+    for trial in range(20):
+        kk, ii = r.integers(0, n, e), r.integers(0, n, e)
+        keep = kk != ii
+        kk, ii = kk[keep], ii[keep]
+        j = r.integers(0, m, len(kk))
+        _, first = np.unique(ii * m + j, return_index=True)  # receivers unique per task in one batch
+        kk, ii, j = kk[first], ii[first], j[first]
+        cb = CBBA(n, local=True)
+        cb.add_tasks(r.uniform(0, 100, (m, 2)), r.uniform(1, 2, m), np.ones((n, m), dtype=bool))
+        third = r.integers(0, n, (n, m))
+        Z = third.copy()
+        Zs = r.integers(0, n, (n, m))
+        for tab in (Z, Zs):  # some entries name the receiver, the sender or nobody
+            u = r.random((n, m))
+            tab[u < 0.1] = -1
+        sel = r.random(len(kk)) < 0.1
+        Z[ii[sel], j[sel]] = kk[sel]
+        sel = r.random(len(kk)) < 0.1
+        Zs[kk[sel], j[sel]] = ii[sel]
+        sel = r.random(len(kk)) < 0.1
+        Zs[kk[sel], j[sel]] = kk[sel]
+        sel = r.random(len(kk)) < 0.1
+        Zs[kk[sel], j[sel]] = Z[ii[sel], j[sel]]  # both name the same winner
+        cb.Z = Z.astype(np.int64)
+        cb.Y = np.where(cb.Z >= 0, r.choice([1.0, 1.5, 2.0], (n, m)), 0.0)
+        Ys = np.where(Zs >= 0, r.choice([1.0, 1.5, 2.0], (n, m)), 0.0)
+        cb.T = r.integers(0, 4, (n, m)).astype(np.float32)  # few values: equal, older and newer news
+        Ts = r.integers(0, 4, (n, m)).astype(np.float32)
+        t = 3.0
+        # the table's verdict on every entry, from the state before the merge
+        fk, fi = kk * m + j, ii * m + j
+        yk, zk, tk = Ys.reshape(-1)[fk], Zs.reshape(-1)[fk], Ts.reshape(-1)[fk]
+        yi, zi, ti = cb.Y.reshape(-1)[fi], cb.Z.reshape(-1)[fi], cb.T.reshape(-1)[fi]
+        si_m = np.where(zi == zk, ti, np.where(zk == ii, np.float32(t), np.float32(0)))  # as written out
+        act = _local_table_act(kk, ii, yk, zk, yi, zi, ti, tk, si_m, t)
+        Y0, Z0, T0 = cb.Y.copy(), cb.Z.copy(), cb.T.copy()
+        ch_i, fc = cb._merge_local(kk, ii, j, Ys, Zs.astype(np.int64), Ts, t)
+        upd, rst = act == 1, act == 2
+        seen += np.bincount(act, minlength=3)
+        assert np.array_equal(np.sort(fc), np.sort(fi[act > 0]))
+        Yw, Zw, Tw = Y0.reshape(-1).copy(), Z0.reshape(-1).copy(), T0.reshape(-1).copy()
+        Yw[fi[upd]], Zw[fi[upd]], Tw[fi[upd]] = yk[upd], zk[upd], si_m[upd]
+        Yw[fi[rst]], Zw[fi[rst]], Tw[fi[rst]] = 0.0, -1, 0.0
+        assert np.array_equal(cb.Y.reshape(-1), Yw) and np.array_equal(cb.Z.reshape(-1), Zw)
+        assert np.array_equal(cb.T.reshape(-1), Tw)
+        third_party = (zk >= 0) & (zk != kk) & (zk != ii) & (zi >= 0) & (zi != ii) & (zi != kk)
+        assert third_party.mean() > 0.3, trial
+    assert (seen > 20).all(), seen
+
 def test_shared_neighbour_query_gives_the_same_links_and_velocities() -> None:
     """The radio and avoidance reuse one nearest-neighbour query on exchange steps."""
     from casemate.pack.avoidance import AvoidanceConfig, avoidance_reach, choose_velocities
@@ -191,3 +250,45 @@ def test_redundancy_counts_footprint_entries_like_per_robot_masks() -> None:
         prev = now
         assert sim.visits == visits
     assert visits > 100 and sim.metrics()["redundancy"] is not None
+
+
+def test_neighbour_query_reusing_the_separation_tree_gives_the_same_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each step's neighbour query takes the tree the separation filter built on where the last step left
+    the robots (checked equal, point for point): the run is the one that builds its own, with fewer trees,
+    also when a robot is lost or moved from outside between steps."""
+    import copy
+    from pathlib import Path
+
+    import yaml
+
+    from casemate.pack import sim as sim_mod
+    from casemate.pack.scenario import parse_scenario
+
+    raw = yaml.safe_load((Path(sim_mod.__file__).parent / "scenarios" / "harbour-search.yaml").read_text())
+    raw["duration"] = 40
+    raw["failures"] = {"lose": [{"time": 15, "robots": [2]}]}  # a robot lost: the tree's robots change
+    sc = parse_scenario(copy.deepcopy(raw), "harbour.yaml")
+    built = {"n": 0}
+
+    class Counted(cKDTree):
+        def __init__(self, *a, **k) -> None:
+            built["n"] += 1
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(sim_mod, "cKDTree", Counted)
+    out = []
+    for reuse in (False, True):
+        built["n"] = 0
+        s = sim_mod.Simulation(sc, 4)
+        s.reuse_tree = reuse
+
+        def between(sim: sim_mod.Simulation) -> None:
+            if sim.step_no == 30:  # moved from outside between steps (as an autopilot's report does)
+                sim.fleet.pos[0] = sim.fleet.pos[1] + [4.0, 0.0]
+
+        r = s.run(between=between)
+        out.append((s.fleet.pos.tobytes(), s.fleet.vel.tobytes(), r.frames,
+                    {k: r.metrics[k] for k in ("coverage", "messages_sent", "collisions", "min_separation_m")},
+                    built["n"]))
+    assert out[0][:4] == out[1][:4]
+    assert out[1][4] < out[0][4] // 4  # the tree was reused on most steps

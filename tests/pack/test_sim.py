@@ -105,9 +105,10 @@ def test_coverage_small_area_with_obstacles_and_losses() -> None:
 
 
 def test_allocation_thread_leaves_the_run_unchanged(harbour: dict) -> None:
-    """The allocation round runs in a thread across two steps: the run is the one computed without the
-    thread, and reading the allocation early (which waits for the round) or a busy machine (other
-    threads holding the interpreter) change nothing."""
+    """The allocation round (and its exchange's radio) runs in a thread across two steps: the run is the
+    one computed without the thread, and reading the allocation early (which waits for the round), a busy
+    machine (other threads holding the interpreter) or the radio's neighbour query split between the
+    threads change nothing."""
     import threading
 
     harbour["duration"] = 60
@@ -117,9 +118,11 @@ def test_allocation_thread_leaves_the_run_unchanged(harbour: dict) -> None:
     sc = parse_scenario(harbour, "harbour.yaml")
     assert sc.comms.latency > 0
 
-    def run(peek: bool, busy: bool, thread: bool = True) -> tuple[bytes, bytes, bytes, dict]:
+    def run(peek: bool, busy: bool, thread: bool = True, split: bool = False) -> tuple[bytes, bytes, bytes, dict]:
         sim = Simulation(sc, 3)
         sim.inline_below = 0 if thread else 10**9  # this small fleet would run its rounds inline
+        # the radio's neighbour query in two halves, one on the worker thread (large fleets only)
+        sim.split_query_from = 1 if split else 10**9
         stop = threading.Event()
         noise = np.random.default_rng(0).random(200_000)
         hog = threading.Thread(target=lambda: [np.sort(noise) for _ in iter(stop.is_set, True)], daemon=True)
@@ -140,6 +143,8 @@ def test_allocation_thread_leaves_the_run_unchanged(harbour: dict) -> None:
     assert run(False, False) == ref
     assert run(True, False) == ref
     assert run(False, True) == ref
+    assert run(False, False, split=True) == ref
+    assert run(True, True, split=True) == ref
 
 
 def _wall_scenario(targets: list[dict]) -> dict:

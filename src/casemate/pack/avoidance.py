@@ -162,10 +162,14 @@ def separate(
     margin: float,
     priority: np.ndarray | None = None,
     reach: float = 0.0,
+    tree_out: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, int] | None]:
     """`separation_filter`, plus what `min_separation(final, radius, active, reach)` would return: the
     filter's last neighbour search already ran on the final positions (searched out to `reach` as well),
-    so the step needs no second tree. None when that is not known (the loop ran out)."""
+    so the step needs no second tree. None when that is not known (the loop ran out).
+
+    `tree_out`: a list that receives [active indices, the KD-tree of their final positions] where the
+    report is not None (the next step's neighbour query may reuse the tree: same data, same tree)."""
     pos = pos3_new.copy()
     held = np.zeros(len(pos), dtype=bool)
     idx = np.flatnonzero(active)
@@ -183,6 +187,8 @@ def separate(
 
     for _ in range(len(idx) + 1):
         tree = cKDTree(pos[idx])
+        if tree_out is not None:
+            tree_out[:] = [idx, tree]
         pairs = tree.query_pairs(r_query, output_type="ndarray")
         if len(pairs) == 0:
             return held, pos, (float("inf"), 0)
@@ -205,6 +211,8 @@ def separate(
             return held, pos, report(pi, pj, d)
         held[movers] = True
         pos[movers] = pos3_old[movers]
+    if tree_out is not None:
+        tree_out.clear()  # the last tree is not of the final positions
     return held, pos, None
 
 

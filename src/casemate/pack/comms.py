@@ -51,12 +51,12 @@ class Comms:
             dist, nb = cKDTree(pos3[idx]).query(pos3[idx], k=k, distance_upper_bound=float(radio[idx].max()))
         else:
             dist, nb = near[0][:, :k], near[1][:, :k]
-        dist, nb = dist[:, 1:], nb[:, 1:]
-        ok = np.isfinite(dist)
-        dst_l, col = np.nonzero(ok)
-        dst = idx[dst_l]
-        src = idx[nb[dst_l, col]]
-        inrange = dist[dst_l, col] <= np.minimum(radio[src], radio[dst])
+        # flat: the same pairs in the same order as a 2-D nonzero and gathers, several times cheaper
+        dist, nb = np.ascontiguousarray(dist[:, 1:]).reshape(-1), np.ascontiguousarray(nb[:, 1:]).reshape(-1)
+        fl = np.flatnonzero(np.isfinite(dist))
+        dst = idx[fl // (k - 1)]
+        src = idx[nb[fl]]
+        inrange = dist[fl] <= np.minimum(radio[src], radio[dst])
         src, dst = src[inrange], dst[inrange]
         # pairs come ordered by receiver: a stable sort by sender orders them by (sender, receiver);
         # 16-bit keys take numpy's radix sort

@@ -121,6 +121,7 @@ class Metrics:
         }
 
     def metrics(self) -> dict[str, Any]:
+        self.settle()  # the round in progress also runs the radio (its counts)
         f = self.fleet
         reach = avoidance_reach(f.param("radius"), f.param("max_speed"), f.alive, self.avoid) if f.alive.any() else 0.0
         # where the last step left the robots (each step notes where the one before left them)

@@ -25,12 +25,13 @@ class AllocationRunner:
 
     def _exchange(self) -> None:
         f = self.fleet
-        src, dst = self.comms.links(f.pos3(), f.param("radio_range"), f.alive, self._near_now())
-        cut = cut_mask(self.sc.failures, self.t, src, dst, f.pos)
-        ok = self.comms.transmit(src, dst, len(f), cut)
-        src, dst = src[ok], dst[ok]
+        # the neighbour query stays here (avoidance reuses it this step); the radio links, their losses and
+        # the round run on the worker thread, in exchange order: nothing else touches the radio's state
+        # (its random stream, the channel states, the counts; metrics() settles first)
+        radio = (f.pos3(), f.param("radio_range"), f.alive.copy(), self._near_now(), self.t, len(f))
         cb = self.cbba  # the previous round settled, the completions since handed over
         if cb.m == 0:
+            self._transmit(*radio, f.pos)  # no round to run: the radio still runs (and counts)
             return
         if self._goals_moved:
             self._move_goals()
@@ -41,13 +42,6 @@ class AllocationRunner:
             self._task_pos_moved = False
         # without latency the messages are consumed this round: the (N,N) timestamps need no copy
         snap = cb.snapshot(with_s=self.latency_rounds > 0)
-        self._inflight.append((cb.round + self.latency_rounds, snap, src, dst))
-        # one round per exchange; with latency the messages are the senders' state rounds ago
-        due = self._inflight[0][0] <= cb.round
-        if due:
-            _, snap, s_src, s_dst = self._inflight.popleft()
-        else:
-            snap, s_src, s_dst = None, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         # The round runs in a thread while the planning, avoidance, motion and sensing of this step and the
         # next go on (numpy and the KD-trees release the GIL, so on two cores they overlap). Meanwhile the
         # robots act on the allocation as the previous round left it (self._view); their completions are
@@ -58,8 +52,30 @@ class AllocationRunner:
         alive = f.alive.copy()
         if self.flights:  # a robot flying a ground station's mission is out of the allocation meanwhile
             alive[list(self.flights)] = False
-        args = (f.pos.copy(), f.param("max_speed"), alive, s_src, s_dst, snap, self._travel_tables())
-        self._round = self._submit(self._cbba.step_round, *args)
+        pos = f.pos.copy()
+        args = (pos, f.param("max_speed"), alive, snap, self._travel_tables())
+        self._round = self._submit(self._radio_round, radio, args)
+
+    def _transmit(self, pos3: np.ndarray, radio: np.ndarray, alive: np.ndarray, near: Any, t: float, n: int,
+                  pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """This exchange's delivered messages (src, dst): links from the neighbour query, cuts, losses."""
+        src, dst = self.comms.links(pos3, radio, alive, near)
+        cut = cut_mask(self.sc.failures, t, src, dst, pos)
+        ok = self.comms.transmit(src, dst, n, cut)
+        return src[ok], dst[ok]
+
+    def _radio_round(self, radio: tuple[Any, ...], args: tuple[Any, ...]) -> bool:
+        """The radio of one exchange, then its allocation round (on the worker thread)."""
+        pos, speed, alive, snap, travel = args
+        src, dst = self._transmit(*radio, pos)
+        cb = self._cbba
+        self._inflight.append((cb.round + self.latency_rounds, snap, src, dst))
+        # one round per exchange; with latency the messages are the senders' state rounds ago
+        if self._inflight[0][0] <= cb.round:
+            _, snap, s_src, s_dst = self._inflight.popleft()
+        else:
+            snap, s_src, s_dst = None, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return cb.step_round(pos, speed, alive, s_src, s_dst, snap, travel)
 
     inline_below = 200  # robots: smaller fleets run their rounds on the calling thread (a thread costs more)
 

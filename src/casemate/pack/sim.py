@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,7 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
         self._worker_pid = 0
         self._round: Future | None = None
         self._near: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None  # (step, neighbour query)
+        self._last_tree: list | None = None  # [robots, KD-tree] of where the last step left them (separate)
         self._completed: list[tuple[int, int]] = []  # completions not yet handed to CBBA
         self._task_pos_moved = False
         self._view = AllocView(self._cbba)
@@ -236,8 +238,11 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
         new, vel = apply_domain(w, f, f.pos, new, vel)
         new3 = np.column_stack([new, pos3[:, 2]])
         sep_reach = float(2 * radius.max() + self.avoid.margin + 1.0)
+        tree_out: list = []
         held, final3, sep = separate(pos3, new3, radius, f.alive, self.avoid.margin, self.rng_misc.permutation(n),
-                                     sep_reach)
+                                     sep_reach, tree_out)
+        # the next step's neighbour query reuses it if nothing moved since
+        self._last_tree = (tree_out or None) if self.reuse_tree else None
         self.holds += int(held.sum())
         vel[held] = 0.0
         f.pos = final3[:, :2].copy()
@@ -264,6 +269,9 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
             self._record()
         self.wall += time.perf_counter() - t0
 
+    reuse_tree = True  # the neighbour query takes the separation filter's tree when the positions are its own
+    split_query_from = 700  # robots in the worker's part: below (about 2,100 robots), one thread does it all
+
     def _near_now(self, radio: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
         """The nearest-neighbour query of the alive robots this step, for avoidance and, on an exchange
         step, the radio too (positions do not change in between): as many neighbours and as far as
@@ -277,7 +285,22 @@ class Simulation(TaskBook, Navigation, Metrics, AllocationRunner):
         if radio:
             bound = max(bound, float(f.param("radio_range")[idx].max()))
         p3 = f.pos3()[idx]
-        near = cKDTree(p3).query(p3, k=k, distance_upper_bound=bound)
+        last, self._last_tree = self._last_tree, None
+        if last is not None and np.array_equal(last[0], idx) and np.array_equal(last[1].data, p3):
+            tree = last[1]  # the separation filter's tree of these very positions: the same tree
+        else:
+            tree = cKDTree(p3)
+        h = len(p3) - len(p3) // 3  # the worker takes a third: it also runs the radio and the rounds
+        if radio and len(f) >= self.inline_below and len(p3) - h >= self.split_query_from:
+            # The radio's query (the step's largest) in two parts, the second on the worker thread, queued
+            # behind its round (which the exchange waits for next anyway; it has usually finished); the
+            # tree releases the GIL. Each row is the query of one point: the same rows as one query.
+            other = self._submit(partial(tree.query, k=k, distance_upper_bound=bound), p3[h:])
+            first = tree.query(p3[:h], k=k, distance_upper_bound=bound)
+            second = other.result()
+            near = (np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]]))
+        else:
+            near = tree.query(p3, k=k, distance_upper_bound=bound)
         self._near = (self.step_no, near)
         return near
 
