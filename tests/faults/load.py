@@ -33,6 +33,7 @@ WORDS = ["convoi", "dépôt", "nord", "mardi", "carburant", "véhicule", "base",
          "patrouille", "secteur", "munitions", "vivres", "transmissions", "piste", "hangar"]
 PASSWORD = "load-test-password-1"  # the console's login (ingest is an upload)
 MIX = (("search", 0.7), ("ask", 0.2), ("ingest", 0.1))
+READABLE = {"nina": {"NP"}, "dora": {"NP", "DR"}}  # the labels each user's results may carry
 
 
 def process_cpu_s(pid: int) -> float:
@@ -57,6 +58,8 @@ class LoadResult:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     statuses: dict[int, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # 5xx bodies and transport errors, first few
+    leaks: list[str] = field(default_factory=list)  # results above the searcher's clearance (must stay empty)
+    uploaded: list[str] = field(default_factory=list)  # the names of the notes ingested
 
     @property
     def five_xx(self) -> int:
@@ -68,6 +71,7 @@ class LoadResult:
                 "requests_per_s": round(total / self.seconds, 1) if self.seconds else 0.0,
                 "server_cpu_ms_per_request": round(self.server_cpu_s * 1000 / total, 1) if total else None,
                 "statuses": {str(k): v for k, v in sorted(self.statuses.items())}, "5xx": self.five_xx,
+                "label_leaks": len(self.leaks),
                 **{kind: quantiles(ms) for kind, ms in sorted(self.latencies.items())},
                 "errors": self.errors[:5]}
 
@@ -113,6 +117,11 @@ def run_load(url: str, pid: int, tokens: dict[str, str], *, clients: int, second
                 try:
                     if kind == "search":
                         resp = c.post("/api/search", json={"query": rng.choice(QUERIES), "k": 5})
+                        if resp.status_code == 200:
+                            bad = [h["label"] for h in resp.json()["results"] if h["label"] not in READABLE[user]]
+                            if bad:
+                                with lock:
+                                    result.leaks.append(f"{user} got {bad}")
                     elif kind == "ask":
                         resp = c.post("/v1/chat/completions", json={
                             "model": "casemate-assistant", "messages": [{"role": "user", "content": QUESTION}]})
@@ -122,9 +131,12 @@ def run_load(url: str, pid: int, tokens: dict[str, str], *, clients: int, second
                         body = f"Note {name} du client {i} : {words}.".encode()
                         resp = c.post("/console/api/upload", files={"files": (name, body, "text/plain")},
                                       data={"label": "NP"}, headers={"x-csrf-token": sessions[user][1]})
-                        if resp.status_code == 200 and resp.json().get("hook_errors"):
-                            note(kind, 599, 0.0, f"hook errors: {resp.json()['hook_errors']}")
-                            continue
+                        if resp.status_code == 200:
+                            if resp.json().get("hook_errors"):
+                                note(kind, 599, 0.0, f"hook errors: {resp.json()['hook_errors']}")
+                                continue
+                            with lock:
+                                result.uploaded.append(name)
                     note(kind, resp.status_code, (time.perf_counter() - t) * 1000,
                          resp.text if resp.status_code >= 500 else "")
                 except httpx.HTTPError as exc:  # a dropped connection counts as a server error
