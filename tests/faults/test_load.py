@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 import httpx
+import pytest
 
 from .faults_helpers import free_port, served_workspace, start_server
 from .load import PASSWORD, run_load
@@ -23,6 +24,7 @@ WORD_DELAY = 0.015  # s between the stand-in model's words (~20 words an answer)
 SEARCH_P95_MS = 2000.0
 
 
+@pytest.mark.slow  # ~15 s: a server start and 8 s of load (still part of CI)
 def test_mixed_load_no_5xx_and_quick_searches(tmp_path) -> None:
     home = tmp_path / "ws"
     with upstream(delay=WORD_DELAY) as up:
