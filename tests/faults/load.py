@@ -55,6 +55,7 @@ def quantiles(ms: list[float]) -> dict[str, float]:
 class LoadResult:
     seconds: float
     server_cpu_s: float
+    driver_cpu_s: float = 0.0  # this process: the clients and the stand-in model, on the same cores
     latencies: dict[str, list[float]] = field(default_factory=dict)
     statuses: dict[int, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # 5xx bodies and transport errors, first few
@@ -70,6 +71,7 @@ class LoadResult:
         return {"seconds": round(self.seconds, 1), "requests": total,
                 "requests_per_s": round(total / self.seconds, 1) if self.seconds else 0.0,
                 "server_cpu_ms_per_request": round(self.server_cpu_s * 1000 / total, 1) if total else None,
+                "driver_cpu_ms_per_request": round(self.driver_cpu_s * 1000 / total, 1) if total else None,
                 "statuses": {str(k): v for k, v in sorted(self.statuses.items())}, "5xx": self.five_xx,
                 "label_leaks": len(self.leaks),
                 **{kind: quantiles(ms) for kind, ms in sorted(self.latencies.items())},
@@ -93,7 +95,8 @@ def run_load(url: str, pid: int, tokens: dict[str, str], *, clients: int, second
     mix = [(k, p) for k, p in MIX if ingest or k != "ingest"]
     total_p = sum(p for _, p in mix)
     lock = threading.Lock()
-    result = LoadResult(0.0, 0.0, {k: [] for k, _ in mix})
+    result = LoadResult(0.0, 0.0, latencies={k: [] for k, _ in mix})
+    crashes: list[BaseException] = []
     start = threading.Barrier(clients + 1)
 
     def note(kind: str, status: int, ms: float, body: str = "") -> None:
@@ -144,10 +147,17 @@ def run_load(url: str, pid: int, tokens: dict[str, str], *, clients: int, second
                 if think:
                     time.sleep(rng.uniform(0.5, 1.5) * think)
 
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    def guarded(i: int) -> None:
+        try:
+            client(i)
+        except BaseException as exc:  # a broken driver must not pass for a quiet server
+            crashes.append(exc)
+            raise
+
+    threads = [threading.Thread(target=guarded, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
         t.start()
-    cpu0 = process_cpu_s(pid)
+    cpu0, driver0 = process_cpu_s(pid), time.process_time()
     stop = time.monotonic() + seconds
     t0 = time.monotonic()
     start.wait()
@@ -155,6 +165,9 @@ def run_load(url: str, pid: int, tokens: dict[str, str], *, clients: int, second
         t.join()
     result.seconds = time.monotonic() - t0
     result.server_cpu_s = process_cpu_s(pid) - cpu0
+    result.driver_cpu_s = time.process_time() - driver0
+    if crashes:
+        raise AssertionError(f"{len(crashes)} load client(s) crashed: {crashes[0]!r}")
     return result
 
 
