@@ -69,6 +69,7 @@ def serving_embedder(settings: dict[str, Any], instances: int | None = None) -> 
     base = embedder_from_settings(settings)
     if not isinstance(base, E5Embedder):
         return base  # thread-safe already (ONNX Runtime)
-    n = instances or min(MAX_INSTANCES, max(1, len(os.sched_getaffinity(0))))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = instances or min(MAX_INSTANCES, max(1, cores))
     path = str(settings["embedder_path"]) if settings.get("embedder_path") else None
     return ServingEmbedder([E5Embedder(path) for _ in range(n)], [base, *(E5Embedder(path) for _ in range(n - 1))])
