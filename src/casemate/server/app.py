@@ -24,6 +24,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from casemate.assistant import hooks
+from casemate.assistant.config import section
 from casemate.assistant.pipeline import MAX_K, MAX_QUERY_CHARS, Assistant
 from casemate.errors import CasemateError
 from casemate.pack.api import pack_router
@@ -124,8 +126,15 @@ def _static(name: str) -> bytes:
 
 def create_app(ws: Workspace, assistant: Assistant | None = None, *, rate_per_minute: int | None = None,
                login_per_minute: int = 10) -> FastAPI:
-    """The app over an open workspace (the caller closes it)."""
-    assistant = assistant or Assistant(ws)
+    """The app over an open workspace (the caller closes it). Without `assistant`, one is built
+    with the serving embedder (server/embedders.py). The assistant also indexes what is uploaded
+    into `ws` in this process (assistant/hooks.py)."""
+    if assistant is None:
+        from casemate.server.embedders import serving_embedder
+
+        assistant = Assistant(ws, embedder=serving_embedder(section(ws, "assistant")))
+    if isinstance(assistant, Assistant):
+        hooks.share(ws, assistant)
     limiter = RateLimiter(rate_per_minute or ws.config.server.rate_per_minute)
     login_limiter = RateLimiter(login_per_minute)
     sessions: dict[str, tuple[str, float]] = {}
