@@ -19,7 +19,6 @@ def test_same_vectors_and_name_as_the_plain_embedder() -> None:
     served = serving_embedder({}, instances=2)
     assert isinstance(served, ServingEmbedder) and served.instances == (2, 2)
     assert (served.name, served.dim) == (plain.name, plain.dim)
-    assert served.answer_min_cosine == plain.answer_min_cosine  # type: ignore[attr-defined]
     assert np.allclose(served.embed_query("carburant"), plain.embed_query("carburant"), atol=1e-6)
     assert np.allclose(served.embed_passages([TEXT, "x"]), plain.embed_passages([TEXT, "x"]), atol=1e-6)
 

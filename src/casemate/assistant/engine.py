@@ -208,6 +208,16 @@ class OpenAIEngine:
         # timing oracle (see XLlamaEngine), so every request says no. vLLM ignores the field (its
         # prefix cache is a server setting: turn it off there).
         self.cache_prompt = cache_prompt
+        self._client: Any = None  # one httpx client (its connection pool) for every request
+        self._client_lock = threading.Lock()
+
+    def _http(self) -> Any:
+        import httpx
+
+        with self._client_lock:
+            if self._client is None:
+                self._client = httpx.Client(timeout=self._timeout)
+            return self._client
 
     def stream_chat(self, messages: list[dict[str, str]], *, max_tokens: int = 256,
                     temperature: float = 0.0, stats: dict[str, Any] | None = None) -> Iterator[str]:
@@ -218,8 +228,8 @@ class OpenAIEngine:
                 "temperature": temperature, "stream": True, "stream_options": {"include_usage": True},
                 "cache_prompt": self.cache_prompt}
         try:
-            with httpx.stream("POST", f"{self.base_url}/chat/completions", json=body, headers=headers,
-                              timeout=self._timeout) as resp:
+            with self._http().stream("POST", f"{self.base_url}/chat/completions", json=body,
+                                     headers=headers) as resp:
                 if resp.status_code != 200:
                     resp.read()
                     raise EngineError(f"the upstream model server answered HTTP {resp.status_code}: "
@@ -262,7 +272,7 @@ def engine_from_settings(spec: dict[str, Any], models_dir: Path | None = None) -
         if kind == "xllamacpp":
             path = resolve_model(spec.get("model"), models_dir, spec.get("sha256"))
             engine: ChatEngine = XLlamaEngine(path, n_ctx=int(spec.get("n_ctx", 2048)),
-                                              threads=int(spec.get("threads", 1)),
+                                              threads=int(spec.get("threads", 2)),
                                               cache_prompt=bool(spec.get("cache_prompt", False)),
                                               parallel=int(spec.get("parallel", 1)))
         elif kind == "openai":

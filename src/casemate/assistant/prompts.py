@@ -77,6 +77,12 @@ _REFUSAL = re.compile(
     r"do\s+not\s+contain\s+the\s+answer|i\s+(?:do\s+not|don['’]t)\s+know|no\s+information|"
     r"(?:is|are)\s+not\s+mentioned|do(?:es)?\s+not\s+(?:say|mention|specify))"
 )
+# a question asking what, who, where, when, how much...: "Oui." / "Non." does not answer it
+_OPEN_QUESTION = re.compile(
+    r"(?i)^\W*(?:(?:à|a|de|d['’]|par|pour|auprès\s+de|avec|dans|en|sur|chez|depuis|pendant|from|to|for|in|on|at|with|by)\s*)?"
+    r"(?:quel(?:le)?s?|lequel|laquelle|lesquel(?:le)?s|combien|qui|où|quand|comment|pourquoi|que|qu['’]|quoi|"
+    r"what|which|who|whom|whose|where|when|how|why)\b")
+_YES_NO = re.compile(r"(?i)^\W*(?:oui|non|yes|no)\b")
 GROUNDED_MIN = 0.5  # share of the answer's content words found in the sources or the question
 
 
@@ -204,10 +210,11 @@ def check_answer(text: str, question: str, hits: Sequence[Hit], language: str) -
     """The answer checked against the sources it was given (see the module docstring)."""
     text = clean_citations(strip_echo(plain(text)), len(hits))
     text = first_sentences(re.sub(r"[ \t]{2,}", " ", text).strip())
-    if not text or _REFUSAL.search(text):
+    if not text or _REFUSAL.search(text) or (_YES_NO.match(text) and _OPEN_QUESTION.match(plain(question))):
         return Checked(NOT_FOUND[language], (), True, False, 0.0)
     words = tokenize(_CITE.sub(" ", text))
-    if not words:  # nothing but markers or punctuation
+    digits = re.findall(r"\d+", _CITE.sub(" ", text))
+    if not words and not digits:  # nothing but markers or punctuation ("N°9" is an answer)
         return Checked(NOT_FOUND[language], (), True, False, 0.0)
     per_source = [set(tokenize(plain(h.text))) for h in hits]
     in_sources = set().union(*per_source) if per_source else set()
@@ -217,14 +224,16 @@ def check_answer(text: str, question: str, hits: Sequence[Hit], language: str) -
     # dictates): never shown
     source_digits = {d for h in hits for d in re.findall(r"\d+", plain(h.text))}
     invented_number = any(any(c.isdigit() for c in w) and w not in in_sources for w in words) or any(
-        d not in source_digits for d in re.findall(r"\d+", _CITE.sub(" ", text)))
+        d not in source_digits for d in digits)
     if invented_number or misplaced_number(text, hits, question) or (len(words) >= 3 and grounding < GROUNDED_MIN):
         return Checked(WITHDRAWN[language], (), False, True, grounding)
     cited = tuple(dict.fromkeys(int(n) for m in _CITE.finditer(text) for n in re.findall(r"\d+", m.group(1))))
-    if not cited and hits and words:
-        # no marker: cite the source that holds most of the answer's words (the first, best-ranked
-        # one for a bare "Oui." / "Non.")
-        best = max(range(len(hits)), key=lambda i: (sum(w in per_source[i] for w in words), -i))
+    if not cited and hits:
+        # no marker: cite the source that holds most of the answer's words and numbers (the first,
+        # best-ranked one for a bare "Oui." / "Non.")
+        held = [set(re.findall(r"\d+", plain(h.text))) for h in hits]
+        best = max(range(len(hits)), key=lambda i: (sum(w in per_source[i] for w in words)
+                                                    + sum(d in held[i] for d in digits), -i))
         text = _append_marker(text, best + 1)
         cited = (best + 1,)
     return Checked(text, cited, False, False, grounding)

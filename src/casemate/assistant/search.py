@@ -166,6 +166,10 @@ class SearchIndex:
         """The slices of chunks `user` may read: the one place the policy is asked."""
         return [rng for label, rng in zip(self.labels, self.ranges, strict=True) if can_read(user, label)]
 
+    def idf(self, user: User, terms: list[str]) -> dict[str, float]:
+        """BM25 inverse document frequencies of `terms` over the chunks `user` may read, nothing else."""
+        return self.bm25.idf(self.allowed_ranges(user), terms)
+
     def search(self, user: User, query_vector: np.ndarray | None, query: str, k: int = 10,
                candidates: int = 50, fusion: Fusion = Fusion()) -> list[Hit]:
         """BM25 + exact dense, fused by weighted reciprocal rank, among readable chunks only."""

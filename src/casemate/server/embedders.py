@@ -52,7 +52,7 @@ class ServingEmbedder:
         self.instances = (self._queries.size, self._passages.size)
         self.name = first.name
         self.dim = first.dim
-        for attr in ("answer_min_cosine", "question_min_cosine"):
+        for attr in ("question_min_cosine",):
             if hasattr(first, attr):
                 setattr(self, attr, getattr(first, attr))
 
