@@ -17,8 +17,8 @@ SAMPLES: dict[str, tuple[str, str]] = {
     # file name: (label, content)
     "np/horaires-mess.txt": (
         "NP",
-        "Horaires du mess de la base navale : petit-déjeuner de 6 h 30 à 8 h, déjeuner de 11 h 45 à 13 h 30.\n"
-        "Le mess est fermé le dimanche soir.",
+        "Horaires du mess de la base navale.\nLe petit-déjeuner est servi de 6 h 30 à 8 h.\n"
+        "Le déjeuner est servi de 11 h 45 à 13 h 30.\nLe mess est fermé le dimanche soir.",
     ),
     "np/consignes-incendie.md": (
         "NP",
@@ -46,9 +46,9 @@ SAMPLES: dict[str, tuple[str, str]] = {
 # (user, question): each answer is read from a document that user may read (the patrol report:
 # its declassified DR version for dana, both versions for sam)
 DEMO_QUESTIONS = [
-    ("nora", "Quels sont les horaires du déjeuner au mess ?"),
-    ("dana", "Quels navires ont été observés au nord d'Ouessant ?"),
-    ("sam", "Quels navires ont été observés au nord d'Ouessant ?"),
+    ("nora", "Où faut-il se rassembler en cas d'alarme incendie ?"),
+    ("dana", "Qu'a observé la patrouille au nord d'Ouessant ?"),
+    ("sam", "Qu'a observé la patrouille au nord d'Ouessant ?"),
     ("alex", "Combien de camions-citernes partiront du dépôt de Guipavas ?"),
 ]
 

@@ -229,3 +229,28 @@ def test_a_question_no_chunk_is_close_to_is_not_found_without_a_model_call(corpu
     assert len(engine.prompts) == before + 1  # no model call
     # the e5 floor is known by the embedder's name; an unknown embedder has none
     assert assistant.question_min_cosine() == 0.0
+
+
+def test_a_question_its_sources_do_not_speak_of_is_not_found_without_a_model_call(corpus: dict[str, Any]) -> None:
+    """The coverage gate: the sources retrieved share only common words with the question (its
+    rare words, "Australie", "capitale", appear in no readable chunk): not found, no model call."""
+    ws, assistant, engine = corpus["ws"], corpus["assistant"], corpus["engine"]
+    dora = ws.acting_user("dora")
+    before = len(engine.prompts)
+    answer = assistant.ask(dora, "Quelle est la capitale de l'Australie selon la loi ?", max_tokens=8)
+    assert not answer.found and answer.citations == [] and "aucun document" in answer.text
+    assert len(engine.prompts) == before
+    hits = assistant.retrieve(dora, "Le ravitaillement en carburant se fait-il au dépôt nord ?")
+    assert assistant.question_coverage(dora, "Le ravitaillement en carburant se fait-il au dépôt nord ?",
+                                       hits[:2]) == 1.0
+
+
+def test_the_coverage_gate_weighs_words_by_what_the_reader_may_read_only(corpus: dict[str, Any]) -> None:
+    """IDFs come from the reader's readable chunks: a word only a Secret canary holds is as rare, for
+    a DR reader, as a word no document holds (nothing of the Secret text moves the gate)."""
+    ws, assistant = corpus["ws"], corpus["assistant"]
+    dora, sam = ws.acting_user("dora"), ws.acting_user("sam")
+    index = assistant.search_index()
+    unseen = index.idf(dora, ["canarys7781", "motquinexistepas", "carburant"])
+    assert unseen["canarys7781"] == unseen["motquinexistepas"] > unseen["carburant"]
+    assert index.idf(sam, ["canarys7781"])["canarys7781"] < unseen["canarys7781"]

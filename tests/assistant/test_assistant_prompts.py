@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from casemate.assistant import prompts
 from casemate.assistant.prompts import (
     NEUTRALISED,
     NOT_FOUND,
@@ -106,3 +107,15 @@ def test_evaluation_keys_are_reproducible_and_production_keys_random() -> None:
     finally:
         prompts.reproducible_keys(None)
     assert key("Combien ?") != key("Combien ?")
+
+
+def test_a_bare_number_is_an_answer_and_a_yes_to_an_open_question_is_not() -> None:
+    hits = [_hit("Le dossier se déclare selon la norme n°9 de la CNIL, en ligne.")]
+    shown = prompts.check_answer("N°9", "Selon quelle norme le dossier se déclare-t-il ?", hits, "fr")
+    assert (shown.text, shown.cited, shown.refused) == ("N°9 [1]", (1,), False)
+    assert prompts.check_answer("N°7", "Selon quelle norme ?", hits, "fr").withdrawn  # not in the source
+    for question in ("Quel est le taux de TVA des livres ?", "À quelle date le dossier se déclare-t-il ?",
+                     "Combien coûte le dossier ?", "Who files it?"):
+        assert prompts.check_answer("Oui, en ligne.", question, hits, "fr").refused, question
+    closed = prompts.check_answer("Oui, en ligne.", "Le dossier se déclare-t-il en ligne ?", hits, "fr")
+    assert not closed.refused and closed.cited == (1,)

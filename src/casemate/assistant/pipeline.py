@@ -177,7 +177,9 @@ class AnswerStream:
             pieces.append(tail)
             yield tail
         self.draft = "".join(pieces)
-        checked = prompts.check_answer(self.draft, self.question, self.hits, self.language)
+        produced = (self.stats.get("usage") or {}).get("completion_tokens")
+        cut = isinstance(produced, int) and produced >= self._max_tokens
+        checked = prompts.check_answer(self.draft, self.question, self.hits, self.language, cut=cut)
         self.answer = self._assistant._finish(self, checked)
 
     def run(self) -> Answer:
