@@ -119,3 +119,16 @@ def test_a_bare_number_is_an_answer_and_a_yes_to_an_open_question_is_not() -> No
         assert prompts.check_answer("Oui, en ligne.", question, hits, "fr").refused, question
     closed = prompts.check_answer("Oui, en ligne.", "Le dossier se déclare-t-il en ligne ?", hits, "fr")
     assert not closed.refused and closed.cited == (1,)
+
+
+def test_a_cut_answer_loses_its_unfinished_clause_and_spelled_numbers_support_digits() -> None:
+    hits = [_hit("Envoyez le formulaire en recommandé avec accusé de réception à l'adresse DMP, TSA 20447. "
+                 "Trois camions-citernes partiront du dépôt.")]
+    cut = prompts.check_answer("Envoyez le formulaire en recommandé avec accusé de réception à l'adresse DMP, TSA 204",
+                               "Comment envoyer le formulaire ?", hits, "fr", cut=True)
+    assert not cut.withdrawn and cut.text.startswith("Envoyez le formulaire") and "204" not in cut.text
+    # uncut, the same text holds a number the source does not: withdrawn
+    assert prompts.check_answer("Envoyez le formulaire à l'adresse DMP, TSA 204", "Comment ?", hits, "fr").withdrawn
+    assert prompts.drop_cut_tail("Le convoi part mardi du dépôt") == "Le convoi part mardi du"
+    assert prompts.check_answer("3", "Combien de camions-citernes partiront ?", hits, "fr").text == "3 [1]"
+    assert prompts.check_answer("1 camion", "Combien de camions ?", hits, "fr").withdrawn  # "un" is no count
