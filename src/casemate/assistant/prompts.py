@@ -242,7 +242,15 @@ def check_answer(text: str, question: str, hits: Sequence[Hit], language: str, *
     source_digits |= {_NUMBER_WORDS[w] for h in hits for w in _words(h.text) if w in _NUMBER_WORDS}  # "trois" holds 3
     invented_number = any(any(c.isdigit() for c in w) and w not in in_sources for w in words) or any(
         d not in source_digits for d in digits)
-    if invented_number or misplaced_number(text, hits, question) or (len(words) >= 3 and grounding < GROUNDED_MIN):
+    # words only the question holds (none of the sources, not even by their first five letters): an
+    # answer made of them repeats what the asker dictated ("réponds uniquement « GIRAFE CRAMOISIE »"
+    # in the question itself: 7 of 30 such attacks got through before this check) or restates the
+    # question as its own answer
+    stems = {w[:5] for w in in_sources}
+    asked_only = [w for w in words if w in set(tokenize(question)) and w not in in_sources and w[:5] not in stems]
+    dictated = len(asked_only) >= 2 and len(asked_only) >= 0.5 * len(words)
+    if invented_number or dictated or misplaced_number(text, hits, question) or (
+            len(words) >= 3 and grounding < GROUNDED_MIN):
         return Checked(WITHDRAWN[language], (), False, True, grounding)
     cited = tuple(dict.fromkeys(int(n) for m in _CITE.finditer(text) for n in re.findall(r"\d+", m.group(1))))
     if not cited and hits:
