@@ -33,6 +33,9 @@ WORDS = ["convoi", "dépôt", "nord", "mardi", "carburant", "véhicule", "base",
          "patrouille", "secteur", "munitions", "vivres", "transmissions", "piste", "hangar"]
 PASSWORD = "load-test-password-1"  # the console's login (ingest is an upload)
 MIX = (("search", 0.7), ("ask", 0.2), ("ingest", 0.1))
+# each user asks what a document they may read answers (a question their documents do not speak of
+# is "not found" without a model call: an ask would then cost no model time at all)
+ASKED = {"nina": "Comment les hommes naissent-ils et demeurent-ils selon l'article 1er ?", "dora": QUESTION}
 READABLE = {"nina": {"NP"}, "dora": {"NP", "DR"}}  # the labels each user's results may carry
 
 
@@ -127,7 +130,7 @@ def run_load(url: str, pid: int, tokens: dict[str, str], *, clients: int, second
                                     result.leaks.append(f"{user} got {bad}")
                     elif kind == "ask":
                         resp = c.post("/v1/chat/completions", json={
-                            "model": "casemate-assistant", "messages": [{"role": "user", "content": QUESTION}]})
+                            "model": "casemate-assistant", "messages": [{"role": "user", "content": ASKED.get(user, QUESTION)}]})
                     else:
                         words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40)))
                         name = f"note-{i}-{rng.getrandbits(40):010x}.txt"
