@@ -43,10 +43,11 @@ def test_slurm_job_trains_and_registers_a_model(ws, dataset: str, slurm) -> None
 
 
 def test_requeue_resumes_from_the_checkpoint(ws, dataset: str, slurm) -> None:
+    EPOCHS = 400  # noqa: N806  (80 tiny epochs took under a second on a fast VM: done before the requeue)
     sam = ws.acting_user("sam")
     job = submit_training(ws, sam, dataset=dataset, executor="slurm", classes=list(TINY_CLASSES),
-                          **{**TINY_PARAMS, "epochs": 80})
-    wait_state(ws, job.id, ("running",), timeout=60, what=lambda j: "epoch 2/80" in j.log)
+                          **{**TINY_PARAMS, "epochs": EPOCHS})
+    wait_state(ws, job.id, ("running",), timeout=60, what=lambda j: f"epoch 2/{EPOCHS}" in j.log)
     SlurmExecutor().requeue(job)
     requeued = wait_state(ws, job.id, ("queued", "running"), timeout=60, what=lambda j: "attempt 2" in j.log)
     assert requeued.external_id == job.external_id
@@ -55,9 +56,9 @@ def test_requeue_resumes_from_the_checkpoint(ws, dataset: str, slurm) -> None:
     log = done.log
     resumed_at = int(log.split("resuming from the checkpoint after epoch ")[1].split()[0])
     assert resumed_at >= 2
-    assert log.count("epoch 1/80") == 1 and "epoch 80/80" in log
-    if resumed_at < 80:  # the kill may land after the last epoch on a slow machine: then it only exports
-        assert f"epoch {resumed_at + 1}/80" in log
+    assert log.count(f"epoch 1/{EPOCHS}") == 1 and f"epoch {EPOCHS}/{EPOCHS}" in log
+    if resumed_at < EPOCHS:  # the kill may land after the last epoch on a slow machine: then it only exports
+        assert f"epoch {resumed_at + 1}/{EPOCHS}" in log
     assert done.result["model"]
     assert JobStore(ws).get_raw(job.id).state == "completed"
 
