@@ -46,6 +46,17 @@ def _cbba_run(variant: str, *, n: int = 80, m: int = 25, rounds: int = 40) -> CB
     return cb
 
 
+
+def _merge_batch(r: np.random.Generator, n: int, m: int, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random batch of merge entries (sender, receiver, task): no self-messages, receivers unique
+    per task in one batch."""
+    kk, ii = r.integers(0, n, e), r.integers(0, n, e)
+    keep = kk != ii
+    kk, ii = kk[keep], ii[keep]
+    j = r.integers(0, m, len(kk))
+    _, first = np.unique(ii * m + j, return_index=True)
+    return kk[first], ii[first], j[first]
+
 def test_cbba_timestamp_shortcuts_change_nothing() -> None:
     ref = _cbba_run("default")
     assert (ref.Z >= 0).any() and (ref.S > 0).any()
@@ -118,12 +129,7 @@ def test_lean_merge_equals_full_merge_on_random_states() -> None:
         Ys = np.where(Zs >= 0, r.choice([1.0, 1.5, 2.0], (n, m)), 0.0)
         S = r.integers(0, 4, (n, n)).astype(np.float32)  # few values: equal, older and newer news
         Ss = r.integers(0, 4, (n, n)).astype(np.float32)
-        kk, ii = r.integers(0, n, e), r.integers(0, n, e)
-        keep = kk != ii
-        kk, ii = kk[keep], ii[keep]
-        j = r.integers(0, m, len(kk))
-        _, first = np.unique(ii * m + j, return_index=True)  # receivers unique per task in one batch
-        kk, ii, j = kk[first], ii[first], j[first]
+        kk, ii, j = _merge_batch(r, n, m, e)
         loc = np.r_[np.arange(n), 0]
         out = []
         for lean in (0, 1 << 62):
@@ -148,12 +154,7 @@ def test_local_merge_shortcut_equals_the_table_on_random_states() -> None:
     n, m, e = 40, 6, 4000
     seen = np.zeros(3, dtype=np.int64)  # leaves, updates, resets over all trials
     for trial in range(20):
-        kk, ii = r.integers(0, n, e), r.integers(0, n, e)
-        keep = kk != ii
-        kk, ii = kk[keep], ii[keep]
-        j = r.integers(0, m, len(kk))
-        _, first = np.unique(ii * m + j, return_index=True)  # receivers unique per task in one batch
-        kk, ii, j = kk[first], ii[first], j[first]
+        kk, ii, j = _merge_batch(r, n, m, e)
         cb = CBBA(n, local=True)
         cb.add_tasks(r.uniform(0, 100, (m, 2)), r.uniform(1, 2, m), np.ones((n, m), dtype=bool))
         third = r.integers(0, n, (n, m))
